@@ -33,6 +33,11 @@ export interface Item<T> {
   readonly ack?: () => void | Promise<void>;
   /** called once when the item failed for good; `requeue` is false for permanent errors */
   readonly nack?: (error: unknown, requeue: boolean) => void | Promise<void>;
+  /**
+   * set by a source that could not produce this item (unreadable file, failed request):
+   * the runner applies the pipeline's error policy to it without running the transform
+   */
+  readonly error?: unknown;
 }
 
 /** Marks a value as an `Item` so sources can attach identity; plain values get a sequence id. */
@@ -60,6 +65,12 @@ export interface BatchPolicy {
   maxDelayMs?: number;
   /** estimate a record's size for maxBytes (defaults to JSON length) */
   sizeOf?: (record: never) => number;
+  /**
+   * when a batch fails for good, split it and write the halves again so only the bad
+   * records are rejected (default true); turn off for sinks where a retry of part of a
+   * batch is not safe
+   */
+  isolateFailures?: boolean;
 }
 
 export interface SinkWriteContext {
@@ -124,7 +135,7 @@ export interface PipelineDefinition<S extends ParamsSchema, In, Out> {
 
 /** A loaded pipeline with the type parameters erased, as the runtime handles it. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyPipeline = PipelineDefinition<ParamsSchema, any, any>;
+export type AnyPipeline = PipelineDefinition<any, any, any>;
 
 /**
  * Declare a pipeline. Without `transform`, records are the source's values.

@@ -1,0 +1,264 @@
+/**
+ * `sluice pipeline …`: `list`, `check`, `runs`, and `<name>` to run one pipeline.
+ */
+import path from 'node:path';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { describeError } from '../errors.ts';
+import { GuardedFs } from '../guarded-fs.ts';
+import { createLogger, type LogFormat } from '../log.ts';
+import { serveMetrics, writeMetricsTextfile } from '../metrics-exporter.ts';
+import { formatParamsHelp, paramsFromArgs } from '../params-cli.ts';
+import { ParamsError } from '../params-error.ts';
+import { parseAllowFlag, Permissions, type PermissionSpec } from '../permissions.ts';
+import { listPipelineNames, loadPipeline, pipelinesDir, PipelineLoadError } from '../pipeline-loader.ts';
+import type { AnyPipeline, ErrorPolicy } from '../pipeline.ts';
+import { formatProgress, formatSummary } from '../progress.ts';
+import { JsonlRunStore, type RunRecord } from '../run-record.ts';
+import { runPipeline } from '../runner.ts';
+import { flagNumber, flagString, flagStrings, parseArgs, UsageError, type FlagSpec } from './args.ts';
+
+const RUN_FLAGS: Record<string, FlagSpec> = {
+  help: {},
+  param: { value: true, repeat: true },
+  'params-json': { value: true },
+  'allow-net': { value: true, optionalValue: true, repeat: true },
+  'allow-read': { value: true, optionalValue: true, repeat: true },
+  'allow-write': { value: true, optionalValue: true, repeat: true },
+  'allow-run': { value: true, optionalValue: true, repeat: true },
+  'max-in-flight': { value: true },
+  'on-error': { value: true },
+  'log-format': { value: true },
+  'metrics-port': { value: true },
+  'metrics-textfile': { value: true },
+  'state-dir': { value: true },
+  quiet: {},
+};
+
+export const RUN_FLAGS_HELP = `Run flags:
+  --param key=value          a param (repeat for array params)
+  --params-json '{...}'      params as a JSON object (--param wins)
+  --allow-net[=host[:port],…]  widen the pipeline's permissions for this run
+  --allow-read[=path,…]      (a bare --allow-* allows everything of that kind)
+  --allow-write[=path,…]
+  --allow-run[=program,…]
+  --max-in-flight N          items pulled and not yet written (default: the pipeline's, or 64)
+  --on-error fail|skip|dead-letter   what to do with an item that fails for good
+  --log-format text|json     logs on stderr (json: pino lines)
+  --metrics-port P           serve /metrics on 127.0.0.1:P and keep serving after the run (Ctrl-C ends)
+  --metrics-textfile PATH    write the metrics for node_exporter's textfile collector at the end
+  --state-dir DIR            where run records and dead letters go (default .sluice, or $SLUICE_STATE_DIR)
+  --quiet                    no progress line and no summary`;
+
+function stateDirOf(args: ReturnType<typeof parseArgs>): string {
+  return path.resolve(flagString(args, 'state-dir') ?? process.env.SLUICE_STATE_DIR ?? '.sluice');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case undefined:
+    case '--help':
+    case 'help':
+      process.stdout.write(usage());
+      return sub === undefined ? 2 : 0;
+    case 'list':
+      return listCommand();
+    case 'check':
+      return checkCommand();
+    case 'runs':
+      return runsCommand(rest);
+    default:
+      return runCommand(sub, rest);
+  }
+}
+
+function usage(): string {
+  return `usage: npm run pipeline -- <command>
+
+  list                          pipelines with their descriptions
+  check                         load and validate every pipeline file
+  runs [--pipeline X] [--limit N] [--format table|json]   recent runs
+  <name> [run flags]            run a pipeline
+  <name> --help                 its params
+
+${RUN_FLAGS_HELP}
+`;
+}
+
+async function listCommand(): Promise<number> {
+  const names = await listPipelineNames();
+  const rows: [string, string][] = [];
+  for (const name of names) {
+    try {
+      const p = await loadPipeline(name);
+      rows.push([name, p.description]);
+    } catch (err) {
+      rows.push([name, `(cannot load: ${(err as Error).message})`]);
+    }
+  }
+  const width = Math.max(4, ...rows.map(([n]) => n.length));
+  process.stdout.write(rows.map(([n, d]) => `${n.padEnd(width)}  ${d}`).join('\n') + '\n');
+  return 0;
+}
+
+async function checkCommand(): Promise<number> {
+  const names = await listPipelineNames();
+  let failed = 0;
+  for (const name of names) {
+    try {
+      await loadPipeline(name);
+      process.stdout.write(`ok    ${name}\n`);
+    } catch (err) {
+      failed++;
+      process.stdout.write(`FAIL  ${name}: ${(err as Error).message}\n`);
+    }
+  }
+  if (names.length === 0) process.stdout.write(`no pipelines in ${pipelinesDir()}\n`);
+  process.stdout.write(`${names.length - failed} of ${names.length} pipelines ok\n`);
+  return failed ? 1 : 0;
+}
+
+async function runsCommand(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { pipeline: { value: true }, limit: { value: true }, format: { value: true }, 'state-dir': { value: true } });
+  const store = new JsonlRunStore(stateDirOf(args));
+  const runs = await store.list({ pipeline: flagString(args, 'pipeline'), limit: flagNumber(args, 'limit') ?? 20 });
+  if (flagString(args, 'format') === 'json') {
+    process.stdout.write(JSON.stringify(runs, null, 2) + '\n');
+    return 0;
+  }
+  if (runs.length === 0) {
+    process.stdout.write('no runs yet\n');
+    return 0;
+  }
+  const header = ['id', 'pipeline', 'trigger', 'status', 'started', 'seconds', 'items', 'records', 'errors'];
+  const table = runs.map((r) => [
+    r.id, r.pipeline, r.trigger, r.status, r.startedAt, ((r.durationMs ?? 0) / 1000).toFixed(2),
+    String(r.counts.items), String(r.counts.records),
+    String(r.counts.errors.permanent + r.counts.errors.fatal),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+  process.stdout.write([line(header), ...table.map(line)].join('\n') + '\n');
+  return 0;
+}
+
+function allowFromArgs(args: ReturnType<typeof parseArgs>): PermissionSpec {
+  const spec: Record<string, string[]> = {};
+  for (const kind of ['net', 'read', 'write', 'run'] as const) {
+    const given = args.flags.get(`allow-${kind}`);
+    if (given) spec[kind] = given.flatMap((v) => parseAllowFlag(v));
+  }
+  return spec;
+}
+
+async function runCommand(name: string, argv: string[]): Promise<number> {
+  const args = parseArgs(argv, RUN_FLAGS);
+  if (args.positional.length) throw new UsageError(`unexpected argument "${args.positional[0]}"; params are given as --param key=value`);
+  let pipeline: AnyPipeline;
+  try {
+    pipeline = await loadPipeline(name);
+  } catch (err) {
+    if (err instanceof PipelineLoadError) {
+      process.stderr.write(`sluice: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (args.flags.has('help')) {
+    process.stdout.write(`${pipeline.name}: ${pipeline.description}\n\nParams:\n${formatParamsHelp(pipeline.params)}\n\n${RUN_FLAGS_HELP}\n`);
+    return 0;
+  }
+  const logFormat = (flagString(args, 'log-format') ?? 'text') as LogFormat;
+  if (logFormat !== 'text' && logFormat !== 'json') throw new UsageError(`--log-format must be text or json, not "${logFormat}"`);
+  const onError = flagString(args, 'on-error') as ErrorPolicy | undefined;
+  if (onError && !['fail', 'skip', 'dead-letter'].includes(onError)) throw new UsageError(`--on-error must be fail, skip or dead-letter, not "${onError}"`);
+  const quiet = args.flags.has('quiet');
+  const log = createLogger({ format: logFormat });
+
+  let params: Record<string, unknown>;
+  try {
+    params = paramsFromArgs(pipeline.params, flagStrings(args, 'param'), flagString(args, 'params-json'));
+  } catch (err) {
+    if (err instanceof ParamsError) {
+      process.stderr.write(`sluice: ${name}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metricsPort = flagNumber(args, 'metrics-port');
+  const metricsServer = metricsPort !== undefined ? await serveMetrics(registry, { port: metricsPort }) : undefined;
+  if (metricsServer) log.info(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);
+
+  // first Ctrl-C / SIGTERM: stop pulling and flush; a second one: exit at once
+  const stop = new AbortController();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    const code = signal === 'SIGINT' ? 130 : 143;
+    if (signalled) {
+      process.stderr.write(`\nsluice: ${signal} again: aborting now\n`);
+      process.exit(code);
+    }
+    signalled = signal;
+    process.stderr.write(`\nsluice: ${signal}: stopping — finishing in-flight items and flushing sinks (again to abort)\n`);
+    stop.abort(new Error(`stopped by ${signal}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const tty = process.stderr.isTTY && !quiet && logFormat === 'text';
+  const started = Date.now();
+  let record: RunRecord;
+  try {
+    record = await runPipeline({
+      pipeline,
+      params,
+      trigger: 'cli',
+      allow: allowFromArgs(args),
+      maxInFlight: flagNumber(args, 'max-in-flight'),
+      onError,
+      stateDir: stateDirOf(args),
+      signal: stop.signal,
+      log,
+      registry,
+      onProgress: tty ? (counts, inFlight) => process.stderr.write(`\r\x1b[2K${formatProgress(counts, inFlight, Date.now() - started)}`) : undefined,
+    });
+  } catch (err) {
+    if (err instanceof ParamsError) {
+      process.stderr.write(`sluice: ${name}: ${err.message}\n`);
+      await metricsServer?.close();
+      return 2;
+    }
+    throw err;
+  }
+  if (tty) process.stderr.write('\r\x1b[2K');
+
+  const textfile = flagString(args, 'metrics-textfile');
+  if (textfile) {
+    const target = path.resolve(textfile);
+    try {
+      await writeMetricsTextfile(registry, target, new GuardedFs(new Permissions({ write: [path.dirname(target)] })));
+    } catch (err) {
+      log.error(`cannot write the metrics textfile ${target}: ${describeError(err)}`);
+    }
+  }
+  if (logFormat === 'json') log.info('run finished', { ...record });
+  else if (!quiet) process.stderr.write(formatSummary(record) + '\n');
+
+  if (metricsServer) {
+    if (!signalled) {
+      log.info(`run done; still serving http://127.0.0.1:${metricsServer.port}/metrics (Ctrl-C to exit)`);
+      await new Promise<void>((resolve) => {
+        process.removeAllListeners('SIGINT');
+        process.removeAllListeners('SIGTERM');
+        process.once('SIGINT', () => { signalled = 'SIGINT'; resolve(); });
+        process.once('SIGTERM', () => { signalled = 'SIGTERM'; resolve(); });
+      });
+    }
+    await metricsServer.close();
+  }
+  if (signalled) return signalled === 'SIGINT' ? 130 : 143;
+  return record.status === 'succeeded' ? 0 : 1;
+}
