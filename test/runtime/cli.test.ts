@@ -1,0 +1,186 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JsonlRunStore } from '../../runtime/run-record.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const GOOD = path.join(ROOT, 'test/pipelines/good');
+const BROKEN = path.join(ROOT, 'test/pipelines/broken');
+
+interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+function cli(args: string[], options: { pipelines?: string; state?: string; onStdout?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'runtime/cli/main.ts'), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, SLUICE_PIPELINES_DIR: options.pipelines ?? GOOD, SLUICE_STATE_DIR: options.state ?? path.join(os.tmpdir(), 'sluice-cli-state') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; options.onStdout?.(stdout, child); });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+let state: string;
+beforeAll(async () => { state = await mkdtemp(path.join(os.tmpdir(), 'sluice-cli-')); });
+
+describe('pipeline list, check, --help', () => {
+  it('lists pipelines with their descriptions', async () => {
+    const r = await cli(['pipeline', 'list']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ticker\s+Numbers, one every few milliseconds$/m);
+    expect(r.stdout).toMatch(/^fetch\s+Fetch a URL/m);
+  });
+
+  it('check passes on valid pipelines and fails naming the broken file', async () => {
+    const ok = await cli(['pipeline', 'check']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('3 of 3 pipelines ok');
+    const bad = await cli(['pipeline', 'check'], { pipelines: BROKEN });
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/FAIL {2}misnamed: .*misnamed\.ts: name is "something-else" but the file is misnamed\.ts/);
+    expect(bad.stdout).toContain('ok    ticker');
+  });
+
+  it('--help prints the params from the zod schema: types, defaults, descriptions', async () => {
+    const r = await cli(['pipeline', 'ticker', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--param count=<integer>\s+how many numbers \(default 1000000\)/);
+    expect(r.stdout).toMatch(/--param tags=<string\[\] \(repeat --param tags=…\)>\s+labels copied into every record \(default \[\]\)/);
+    expect(r.stdout).toMatch(/--param mode=<"plain"\|"fancy">/);
+    expect(r.stdout).toContain('--allow-net');
+  });
+
+  it('an unknown pipeline names the known ones', async () => {
+    const r = await cli(['pipeline', 'nope']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no pipeline "nope" in .*; known pipelines: fetch, readfile, ticker/);
+  });
+});
+
+describe('params on the command line', () => {
+  it('coerces values by the schema, repeats array params, and --params-json merges', async () => {
+    const r = await cli(['pipeline', 'ticker', '--quiet', '--state-dir', state, '--param', 'count=2', '--param', 'delayMs=0',
+      '--param', 'tags=a', '--param', 'tags=b', '--param', 'verbose=true', '--params-json', '{"mode":"fancy"}']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toEqual([
+      { n: 0, tags: ['a', 'b'], mode: 'fancy', verbose: true },
+      { n: 1, tags: ['a', 'b'], mode: 'fancy', verbose: true },
+    ]);
+  });
+
+  it('an unknown param is one line naming it and the valid ones; nothing runs', async () => {
+    const r = await cli(['pipeline', 'ticker', '--state-dir', state, '--param', 'cuont=2']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('sluice: ticker: unknown param "cuont"; valid params: count, delayMs, tags, mode, verbose');
+    expect(r.stdout).toBe('');
+  });
+
+  it('an invalid value is one line naming the param', async () => {
+    const r = await cli(['pipeline', 'ticker', '--state-dir', state, '--param', 'count=many']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/invalid param "count"/);
+    const bad = await cli(['pipeline', 'ticker', '--params-json', '{nope']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--params-json is not valid JSON');
+  });
+
+  it('an unknown flag is a usage error', async () => {
+    const r = await cli(['pipeline', 'ticker', '--bogus']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('unknown flag --bogus');
+  });
+});
+
+describe('stopping with signals', () => {
+  for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    it(`${signal} mid-run: stops pulling, flushes accepted records, writes the run record, exits ${code}`, async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-sig-'));
+      let sent = false;
+      const r = await cli(['pipeline', 'ticker', '--state-dir', dir, '--param', 'delayMs=2'], {
+        state: dir,
+        onStdout: (text, child) => {
+          if (!sent && text.split('\n').length > 50) { sent = true; child.kill(signal); }
+        },
+      });
+      expect(r.code).toBe(code);
+      const [record] = await new JsonlRunStore(dir).list();
+      expect(record).toMatchObject({ pipeline: 'ticker', status: 'interrupted', trigger: 'cli' });
+      const printed = r.stdout.trim().split('\n');
+      // every record the run counted as accepted reached stdout, and nothing more
+      expect(printed.length).toBe(record!.counts.recordsBySink.stdout);
+      expect(printed.length).toBeGreaterThan(50);
+      expect(record!.counts.records).toBeLessThan(1_000_000);
+      expect(r.stderr).toContain(`${signal}: stopping`);
+      expect(r.stderr).toMatch(/ticker interrupted in/);
+    });
+  }
+});
+
+describe('permissions', () => {
+  let server: http.Server;
+  let port = 0;
+  beforeAll(async () => {
+    server = http.createServer((_req, res) => res.end('pong'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('a host the pipeline may not reach is refused, naming the flag that allows it', async () => {
+    const r = await cli(['pipeline', 'fetch', '--state-dir', state, '--param', `url=http://127.0.0.1:${port}/ping`]);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`network access to 127.0.0.1:${port} is not allowed`);
+    expect(r.stderr).toContain(`--allow-net=127.0.0.1:${port}`);
+  });
+
+  it('--allow-net widens the run', async () => {
+    const r = await cli(['pipeline', 'fetch', '--quiet', '--state-dir', state, `--allow-net=127.0.0.1:${port}`, '--param', `url=http://127.0.0.1:${port}/ping`]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ status: 200, body: 'pong' });
+  });
+
+  it('a symlink inside the read root that points outside it cannot be read', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'sluice-perm-'));
+    const root = path.join(base, 'root');
+    await mkdir(root);
+    await writeFile(path.join(base, 'secret.txt'), 'top secret');
+    await writeFile(path.join(root, 'ok.txt'), 'fine');
+    await symlink(path.join(base, 'secret.txt'), path.join(root, 'escape.txt'));
+    const denied = await cli(['pipeline', 'readfile', '--state-dir', state, '--param', `root=${root}`, '--param', 'file=escape.txt']);
+    expect(denied.stdout).toBe('');
+    expect(denied.stderr).toContain(`read access to ${path.join(root, 'escape.txt')} (really ${path.join(base, 'secret.txt')}) is not allowed`);
+    expect(denied.stderr).toContain(`--allow-read=${base}`);
+    const dotdot = await cli(['pipeline', 'readfile', '--state-dir', state, '--param', `root=${root}`, '--param', 'file=../secret.txt']);
+    expect(dotdot.stdout).toBe('');
+    expect(dotdot.stderr).toContain('is not allowed');
+    const fine = await cli(['pipeline', 'readfile', '--quiet', '--state-dir', state, '--param', `root=${root}`, '--param', 'file=ok.txt']);
+    expect(JSON.parse(fine.stdout)).toEqual({ text: 'fine' });
+  });
+});
+
+describe('the demo pipeline', () => {
+  it('inventory walks fixtures/ into a snapshot with sha256 sums and prints a summary', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-demo-'));
+    const snap = path.join(dir, 'inventory.json');
+    const r = await cli(['pipeline', 'inventory', '--state-dir', dir, '--param', `snapshot=${snap}`, '--metrics-textfile', path.join(dir, 'sluice.prom')], { pipelines: path.join(ROOT, 'pipelines') });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/inventory succeeded in/);
+    const records = JSON.parse(await readFile(snap, 'utf8')) as { path: string; sha256: string; size: number }[];
+    const hello = records.find((x) => x.path === 'demo/hello.txt');
+    expect(hello).toMatchObject({ size: 13, sha256: '0eb9ac01932359d3fe23b042658f5175437b367223e99d44f1f7b661863ad435' });
+    expect(records.map((x) => x.path)).toEqual([...records.map((x) => x.path)].sort());
+    const prom = await readFile(path.join(dir, 'sluice.prom'), 'utf8');
+    expect(prom).toMatch(new RegExp(`sluice_inventory_files_total ${records.length}\\b`));
+    expect(prom).toMatch(/sluice_runs_total\{pipeline="inventory",status="succeeded"\} 1/);
+  });
+});
