@@ -4,6 +4,7 @@
  * registry. The runtime builds one per run.
  */
 import type { Registry } from 'prom-client';
+import type { ClickHouseStore } from './clickhouse/store.ts';
 import type { GuardedFs } from './guarded-fs.ts';
 import type { HttpClient } from './http-client.ts';
 import type { Logger } from './log.ts';
@@ -22,4 +23,9 @@ export interface RunContext {
   readonly stateDir: string;
   /** the process's Prometheus registry; sinks and sources may register data metrics */
   readonly metrics: Registry;
+  /**
+   * the run's ClickHouse store (embedded chDB or a server), opened on first call and
+   * closed when the run ends; sinks, the `seen` operator and run records share it
+   */
+  store(): Promise<ClickHouseStore>;
 }

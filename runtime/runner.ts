@@ -20,7 +20,7 @@ import { Registry } from 'prom-client';
 import { of, type OperatorFunction, type Subscription } from 'rxjs';
 import type { z } from 'zod';
 import { backoffDelay, delayFor, type BackoffOptions } from './backoff.ts';
-import type { RunContext } from './context.ts';
+import type { ClickHouseStore } from './clickhouse/store.ts';
 import { DeadLetterFile } from './dead-letter.ts';
 import { EngineMetrics } from './engine-metrics.ts';
 import { classifyError, describeError, FatalError, type ErrorKind } from './errors.ts';
@@ -61,6 +61,10 @@ export interface RunOptions {
   stopGraceMs?: number;
   log?: Logger;
   registry?: Registry;
+  /** opens the ClickHouse store when a component first asks for it (see ctx.store()) */
+  openStore?: () => Promise<ClickHouseStore>;
+  /** leave the store open at the end (the caller owns it, e.g. a daemon sharing one store) */
+  keepStoreOpen?: boolean;
   runStore?: RunStore;
   /** transient error retries, for transforms and sink writes */
   retry?: { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
@@ -136,6 +140,13 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   options.killSignal?.addEventListener('abort', onKill, { once: true });
 
   const http = new HttpClient(permissions);
+  let storePromise: Promise<ClickHouseStore> | undefined;
+  const store = () => {
+    storePromise ??= options.openStore
+      ? options.openStore()
+      : Promise.reject(new FatalError('this run has no ClickHouse store', { hint: 'pass openStore to runPipeline' }));
+    return storePromise;
+  };
   const ctx: PipelineContext<Record<string, unknown>> = {
     runId,
     pipeline: pipeline.name,
@@ -146,6 +157,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
     log,
     stateDir,
     metrics: registry,
+    store,
     params,
   };
 
@@ -412,6 +424,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   }
   await deadLetters.close().catch(() => undefined);
   await http.close().catch(() => undefined);
+  if (storePromise && !options.keepStoreOpen) await storePromise.then((s) => s.close(), () => undefined);
   const finalStatus: Exclude<RunStatus, 'running'> = record.errors.some((e) => e.kind === 'fatal') ? 'failed' : status;
   record.status = finalStatus;
   record.endedAt = new Date().toISOString();

@@ -39,6 +39,7 @@ function runContext(registry: Registry): RunContext {
     log: createLogger({ level: 'silent' }),
     stateDir: path.join(dir, '.sluice'),
     metrics: registry,
+    store: () => Promise.reject(new Error('no ClickHouse store in this test')),
   };
 }
 

@@ -36,6 +36,7 @@ function runContext(registry: Registry, pipeline = 'cvmfs', warnings: string[] =
     log: createLogger({ level: 'warn', write: (line) => warnings.push(line) }),
     stateDir: path.join(dir, '.sluice'),
     metrics: registry,
+    store: () => Promise.reject(new Error('no ClickHouse store in this test')),
   };
 }
 
