@@ -138,9 +138,16 @@ export interface PipelineDefinition<S extends ParamsSchema, In, Out> {
 export type AnyPipeline = PipelineDefinition<any, any, any>;
 
 /**
- * Declare a pipeline. Without `transform`, records are the source's values.
+ * Declare a pipeline. Without `transform`, the records are the source's values, so the
+ * sinks must accept exactly what the source yields.
  */
-export function definePipeline<S extends ParamsSchema, In, Out = In>(
+export function definePipeline<S extends ParamsSchema, In>(
+  definition: PipelineDefinition<S, In, In> & { readonly transform?: undefined },
+): PipelineDefinition<S, In, In>;
+export function definePipeline<S extends ParamsSchema, In, Out>(
+  definition: PipelineDefinition<S, In, Out> & { readonly transform: PipelineDefinition<S, In, Out>['transform'] & {} },
+): PipelineDefinition<S, In, Out>;
+export function definePipeline<S extends ParamsSchema, In, Out>(
   definition: PipelineDefinition<S, In, Out>,
 ): PipelineDefinition<S, In, Out> {
   return definition;
