@@ -22,6 +22,12 @@ export class GuardedFs {
     return fs.lstat(path.join(real, path.basename(target)));
   }
 
+  async readlink(target: string): Promise<string> {
+    // like lstat: the link itself must sit under an allowed root, not what it points to
+    const real = this.permissions.checkRead(path.dirname(target));
+    return fs.readlink(path.join(real, path.basename(target)));
+  }
+
   async readdir(target: string) {
     return fs.readdir(this.permissions.checkRead(target), { withFileTypes: true });
   }
@@ -72,5 +78,12 @@ export class GuardedFs {
     }
     await handle.close();
     await fs.rename(temp, real);
+    // make the rename itself durable: fsync the directory that holds the new name
+    const dir = await fs.open(path.dirname(real), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
   }
 }

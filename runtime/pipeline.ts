@@ -7,7 +7,7 @@
  *   description: 'Walk a directory and record every file',
  *   params: z.object({ root: z.string().default('fixtures').describe('directory to walk') }),
  *   permissions: ({ params }) => ({ read: [params.root], write: ['.sluice'] }),
- *   source: ({ params }) => files({ root: params.root }),
+ *   source: (ctx) => files(ctx, { root: ctx.params.root }),
  *   transform: () => pipe(map((f) => ({ path: f.path, size: f.size }))),
  *   sinks: ({ params }) => [snapshot({ path: '.sluice/inventory.json' })],
  * });

@@ -40,7 +40,6 @@
  * ```
  */
 import type { Dirent, Stats } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import picomatch from 'picomatch';
@@ -142,7 +141,7 @@ export async function* files(ctx: RunContext, options: FilesOptions): AsyncGener
 
       let entry = makeEntry(rel, abs, stat, undefined);
       if (stat.isSymbolicLink()) {
-        const linkTarget = await readLink(ctx, abs).catch((err: unknown) => {
+        const linkTarget = await ctx.fs.readlink(abs).catch((err: unknown) => {
           log.debug('cannot read symlink', { path: rel, error: codeText(err) });
           return undefined;
         });
@@ -208,15 +207,6 @@ function entryType(stat: Stats): EntryType {
 function placeholderEntry(rel: string, abs: string, dirent: Dirent): FileEntry {
   const type: EntryType = dirent.isFile() ? 'file' : dirent.isDirectory() ? 'directory' : dirent.isSymbolicLink() ? 'symlink' : 'other';
   return { path: rel, absolutePath: abs, type, size: 0, mode: 0, mtime: new Date(0), content: () => { throw new Error('unreachable'); } };
-}
-
-/**
- * readlink with the same check GuardedFs.lstat makes (read access to the directory that
- * holds the link): GuardedFs has no readlink of its own.
- */
-async function readLink(ctx: RunContext, abs: string): Promise<string> {
-  const realDir = ctx.permissions.checkRead(path.dirname(abs));
-  return fs.readlink(path.join(realDir, path.basename(abs)));
 }
 
 function readError(rel: string, abs: string, what: string, err: unknown): PermanentError {
