@@ -301,7 +301,7 @@ describe('pooling and metrics', () => {
     expect(await metricValue(registry, 'sluice_http_client_errors_total', { host, phase: 'status' })).toBe(1);
     expect(await metricValue(registry, 'sluice_http_client_errors_total', { host, phase: 'headers' })).toBe(1);
     const histogram = await registry.getSingleMetric('sluice_http_client_request_duration_seconds')!.get();
-    const count = histogram.values.find((v) => v.metricName === 'sluice_http_client_request_duration_seconds_count' && v.labels.host === host);
+    const count = histogram.values.find((v) => (v as { metricName?: string }).metricName === 'sluice_http_client_request_duration_seconds_count' && v.labels.host === host);
     expect(count?.value).toBe(3);
     expect(await metricValue(registry, 'sluice_http_client_response_bytes_total', { host })).toBeGreaterThan(0);
   });
