@@ -6,6 +6,7 @@ import { UsageError } from './args.ts';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<number> }> }> = {
   pipeline: { summary: 'run, list, check pipelines; list runs', load: () => import('./pipeline-command.ts') },
+  query: { summary: 'run SQL against the ClickHouse store', load: () => import('./query-command.ts') },
 };
 
 function usage(): string {

@@ -144,19 +144,20 @@ export class EmbeddedStore implements ClickHouseStore {
       }
       // chDB takes no per-query settings: SET them for this statement, then put back what was there
       const before = await this.run(
-        `SELECT name, value FROM system.settings WHERE name IN (${names.map(quoteString).join(', ')})`,
+        `SELECT name, value, changed FROM system.settings WHERE name IN (${names.map(quoteString).join(', ')})`,
         'JSONEachRow',
         'read settings',
       );
-      const previous = parseJsonEachRow<{ name: string; value: string }>(before);
+      const previous = parseJsonEachRow<{ name: string; value: string; changed: number | string }>(before);
       try {
         for (const [name, value] of Object.entries(settings!)) {
           await this.run(`SET ${quoteIdentifier(name)} = ${typeof value === 'number' ? value : quoteString(value)}`, 'TSV', `SET ${name}`);
         }
         await this.run(sql, 'TSV', describeStatement(sql));
       } finally {
-        for (const { name, value } of previous) {
-          await this.run(`SET ${quoteIdentifier(name)} = ${quoteString(value)}`, 'TSV', `SET ${name}`).catch(() => undefined);
+        for (const { name, value, changed } of previous) {
+          const restore = Number(changed) ? quoteString(value) : 'DEFAULT';
+          await this.run(`SET ${quoteIdentifier(name)} = ${restore}`, 'TSV', `SET ${name}`).catch(() => undefined);
         }
       }
     });

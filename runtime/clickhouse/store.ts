@@ -83,9 +83,9 @@ export function quoteString(text: string): string {
 
 /** A table name as given to `insert` ("t", "db.t" or already quoted) split into database and table. */
 export function splitTableName(name: string, defaultDatabase: string): { database: string; table: string } {
-  const quoted = /^`((?:[^`\\]|\\.)*)`\.`((?:[^`\\]|\\.)*)`$/.exec(name);
+  const quoted = /^`((?:[^`\\]|\\.|``)*)`\.`((?:[^`\\]|\\.|``)*)`$/.exec(name);
   if (quoted) return { database: unescapeIdentifier(quoted[1]!), table: unescapeIdentifier(quoted[2]!) };
-  const single = /^`((?:[^`\\]|\\.)*)`$/.exec(name);
+  const single = /^`((?:[^`\\]|\\.|``)*)`$/.exec(name);
   if (single) return { database: defaultDatabase, table: unescapeIdentifier(single[1]!) };
   const dot = name.indexOf('.');
   if (dot > 0) return { database: name.slice(0, dot), table: name.slice(dot + 1) };
@@ -93,7 +93,7 @@ export function splitTableName(name: string, defaultDatabase: string): { databas
 }
 
 function unescapeIdentifier(text: string): string {
-  return text.replace(/\\(.)/g, '$1');
+  return text.replace(/\\(.)|``/g, (m, escaped?: string) => escaped ?? '`');
 }
 
 /** A row that cannot be written as JSONEachRow (an invalid Date, a function…): permanent for its batch. */
@@ -365,7 +365,7 @@ export function parseClickHouseException(text: string): ClickHouseException {
     .replace(/^e\.displayText\(\) = /, '')
     .replace(/^(?:DB::)?Exception: /, '')
     .replace(/,\s*e\.what\(\) = [\w:]+\s*$/, '')
-    .replace(/\s*\(version [^)]*\)\.?/g, '')
+    .replace(/\s*\(version [^()]*(?:\([^()]*\)[^()]*)*\)\.?/g, '')
     .replace(/\s+/g, ' ')
     .replace(/(\([A-Z][A-Z0-9_]{2,}\))(?:\.?\s*\1)+/g, '$1')
     .trim();
