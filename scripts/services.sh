@@ -68,9 +68,14 @@ pid_alive() {
   [[ ${stat%% *} != Z ]]
 }
 
-# The command line of process $1, arguments separated by spaces.
-cmdline() {
-  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
+# Sets CMDLINE to the command line of process $1, arguments joined by spaces
+# (builtins only: it runs for every process in a /proc scan).
+CMDLINE=
+read_cmdline() {
+  local -a args=()
+  CMDLINE=
+  { mapfile -d '' args <"/proc/$1/cmdline"; } 2>/dev/null || return 1
+  CMDLINE="${args[*]}"
 }
 
 xml_escape() {
@@ -90,6 +95,7 @@ pkg_installed() {
 # Wait while another apt/dpkg runs (e.g. an install started in the background).
 wait_for_apt() {
   local waited=0
+  command -v pgrep >/dev/null || return 0
   while pgrep -x apt-get >/dev/null || pgrep -x apt >/dev/null || pgrep -x dpkg >/dev/null; do
     ((waited % 30 == 0)) && log "waiting for another apt-get/dpkg to finish…"
     sleep 2
@@ -181,13 +187,19 @@ ch_pid() {
   pid=$(cat "$CH/pid" 2>/dev/null) || return 1
   pid=${pid//[^0-9]/}
   pid_alive "$pid" || return 1
-  [[ $(cmdline "$pid") == *" --config-file=$CH/config.xml"* ]] || return 1
+  read_cmdline "$pid" && [[ $CMDLINE == *" --config-file=$CH/config.xml"* ]] || return 1
   printf '%s\n' "$pid"
 }
 
 # Server processes started on our config, whatever the pid file says.
+# (A scan of /proc: procps' pgrep is not in every minimal image.)
 ch_pids_by_cmdline() {
-  pgrep -f -- "--config-file=$CH/config.xml" 2>/dev/null || true
+  local dir pid
+  for dir in /proc/[0-9]*; do
+    pid=${dir#/proc/}
+    read_cmdline "$pid" && [[ $CMDLINE == *" --config-file=$CH/config.xml"* ]] && printf '%s\n' "$pid"
+  done
+  return 0
 }
 
 # True when the server on $HTTP_PORT is ours (answers with our instance id).
@@ -429,7 +441,7 @@ ch_stop_strays() {
   for pid in $(ch_pids_by_cmdline); do
     [[ $pid == "$known" || $pid == "$$" ]] && continue
     pid_alive "$pid" || continue
-    [[ $(cmdline "$pid") == *clickhouse*" --config-file=$CH/config.xml"* ]] || continue
+    read_cmdline "$pid" && [[ $CMDLINE == *clickhouse*" --config-file=$CH/config.xml"* ]] || continue
     log "stopping stray ClickHouse pid $pid"
     ch_kill_pid "$pid"
   done
