@@ -77,7 +77,7 @@ async function run(store: ClickHouseStore, sql: string, format: Format): Promise
   }
 }
 
-/** A box table like ClickHouse's PrettyCompact (numbers right-aligned, NULL for null), the same on every server. */
+/** A box table like ClickHouse's PrettyCompact (numbers and their names right-aligned, NULL for null), the same on every server. */
 export function renderTable(meta: readonly { name: string; type: string }[], data: readonly unknown[][]): string {
   const cells = data.map((row) => row.map(cellText));
   const widths = meta.map((m, i) => Math.max(width(m.name), ...cells.map((row) => width(row[i]!))));
@@ -87,7 +87,7 @@ export function renderTable(meta: readonly { name: string; type: string }[], dat
     return right[i] ? fill + text : text + fill;
   };
   const lines = [
-    '┌─' + meta.map((m, i) => m.name + '─'.repeat(widths[i]! - width(m.name))).join('─┬─') + '─┐',
+    '┌─' + meta.map((m, i) => (right[i] ? '─'.repeat(widths[i]! - width(m.name)) + m.name : m.name + '─'.repeat(widths[i]! - width(m.name)))).join('─┬─') + '─┐',
     ...cells.map((row) => '│ ' + row.map(pad).join(' │ ') + ' │'),
     '└─' + widths.map((w) => '─'.repeat(w)).join('─┴─') + '─┘',
   ];

@@ -83,7 +83,13 @@ export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<
   let session: ChdbSession;
   try {
     session = new chdb.Session(dir, {
-      connectionArgs: ['--output_format_json_quote_64bit_integers=1', '--async_load_databases=0'],
+      // the JSON the server store asks for too: 64-bit integers quoted, nan/inf as text, "/" as is
+      connectionArgs: [
+        '--output_format_json_quote_64bit_integers=1',
+        '--output_format_json_quote_denormals=1',
+        '--output_format_json_escape_forward_slashes=0',
+        '--async_load_databases=0',
+      ],
     });
   } catch (err) {
     const again = lockHolder(dir);

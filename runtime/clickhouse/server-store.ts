@@ -86,6 +86,7 @@ export async function openServerStore(options: ServerStoreOptions): Promise<Serv
 const QUERY_SETTINGS = {
   output_format_json_quote_64bit_integers: 1,
   output_format_json_quote_denormals: 1,
+  output_format_json_escape_forward_slashes: 0,
 } as const;
 
 export class ServerStore implements ClickHouseStore {
