@@ -19,6 +19,7 @@
  */
 import type { OperatorFunction } from 'rxjs';
 import type { z } from 'zod';
+import type { TableDefinition } from './clickhouse/table.ts';
 import type { RunContext } from './context.ts';
 import type { PermissionSpec } from './permissions.ts';
 
@@ -131,6 +132,11 @@ export interface PipelineDefinition<S extends ParamsSchema, In, Out> {
   readonly maxInFlight?: number;
   /** cron expression of the default schedule (used by the daemon) */
   readonly schedule?: string;
+  /** the ClickHouse tables this pipeline writes: `pipeline migrate` creates and extends them */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly tables?: ReadonlyArray<TableDefinition<any>>;
+  /** lines printed after a successful run's summary, e.g. a query the user can paste */
+  readonly nextSteps?: (ctx: { params: z.infer<S> }) => readonly string[];
 }
 
 /** A loaded pipeline with the type parameters erased, as the runtime handles it. */

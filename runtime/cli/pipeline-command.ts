@@ -3,7 +3,13 @@
  */
 import path from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { describeError } from '../errors.ts';
+import { delayFor } from '../backoff.ts';
+import { migrate } from '../clickhouse/migrate.ts';
+import { openStore, storeConfigFromEnv } from '../clickhouse/open-store.ts';
+import { ClickHouseRunStore } from '../clickhouse/run-store.ts';
+import type { ClickHouseStore } from '../clickhouse/store.ts';
+import { runsTable, type TableDefinition } from '../clickhouse/table.ts';
+import { describeError, SluiceError } from '../errors.ts';
 import { GuardedFs } from '../guarded-fs.ts';
 import { createLogger, type LogFormat } from '../log.ts';
 import { serveMetrics, writeMetricsTextfile } from '../metrics-exporter.ts';
@@ -13,7 +19,7 @@ import { parseAllowFlag, Permissions, type PermissionSpec } from '../permissions
 import { listPipelineNames, loadPipeline, pipelinesDir, PipelineLoadError } from '../pipeline-loader.ts';
 import type { AnyPipeline, ErrorPolicy } from '../pipeline.ts';
 import { formatProgress, formatSummary } from '../progress.ts';
-import { JsonlRunStore, type RunRecord } from '../run-record.ts';
+import type { RunRecord } from '../run-record.ts';
 import { runPipeline } from '../runner.ts';
 import { flagNumber, flagString, flagStrings, parseArgs, UsageError, type FlagSpec } from './args.ts';
 
@@ -31,6 +37,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   'metrics-port': { value: true },
   'metrics-textfile': { value: true },
   'state-dir': { value: true },
+  every: { value: true },
   quiet: {},
 };
 
@@ -46,14 +53,44 @@ export const RUN_FLAGS_HELP = `Run flags:
   --log-format text|json     logs on stderr (json: pino lines)
   --metrics-port P           serve /metrics on 127.0.0.1:P and keep serving after the run (Ctrl-C ends)
   --metrics-textfile PATH    write the metrics for node_exporter's textfile collector at the end
-  --state-dir DIR            where run records and dead letters go (default .sluice, or $SLUICE_STATE_DIR)
+  --state-dir DIR            state: embedded ClickHouse, dead letters (default .sluice, or $SLUICE_STATE_DIR)
+  --clickhouse-url URL       write to this ClickHouse server instead of the embedded one ($SLUICE_CLICKHOUSE_URL)
+  --every DURATION           run again every DURATION (e.g. 60s, 5m, 1h) until Ctrl-C; never two runs at once;
+                             with --metrics-port, /metrics keeps answering between runs
   --quiet                    no progress line and no summary`;
+
+/** `--every` durations: `500ms`, `60s`, `5m`, `1h`, or plain seconds. */
+function parseEvery(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'] : NaN;
+  if (!(ms >= 1)) throw new UsageError(`--every must be a duration like 60s, 5m or 1h, not "${text}"`);
+  return ms;
+}
 
 function stateDirOf(args: ReturnType<typeof parseArgs>): string {
   return path.resolve(flagString(args, 'state-dir') ?? process.env.SLUICE_STATE_DIR ?? '.sluice');
 }
 
 export async function main(argv: string[]): Promise<number> {
+  try {
+    return await dispatch(argv);
+  } catch (err) {
+    // configuration and store problems are one line that says what to do, not a stack trace
+    if (err instanceof SluiceError) {
+      process.stderr.write(`sluice: ${describeError(err)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+/** Open the configured ClickHouse store (embedded chDB unless a URL is given). */
+function openConfiguredStore(args: ReturnType<typeof parseArgs>): Promise<ClickHouseStore> {
+  const config = storeConfigFromEnv(process.env, { url: flagString(args, 'clickhouse-url') });
+  return openStore(config, { stateDir: stateDirOf(args) });
+}
+
+async function dispatch(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   switch (sub) {
     case undefined:
@@ -67,6 +104,8 @@ export async function main(argv: string[]): Promise<number> {
       return checkCommand();
     case 'runs':
       return runsCommand(rest);
+    case 'migrate':
+      return migrateCommand(rest);
     default:
       return runCommand(sub, rest);
   }
@@ -78,6 +117,7 @@ function usage(): string {
   list                          pipelines with their descriptions
   check                         load and validate every pipeline file
   runs [--pipeline X] [--limit N] [--format table|json]   recent runs
+  migrate [--dry-run]           create missing ClickHouse tables, add new columns
   <name> [run flags]            run a pipeline
   <name> --help                 its params
 
@@ -119,9 +159,14 @@ async function checkCommand(): Promise<number> {
 }
 
 async function runsCommand(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { pipeline: { value: true }, limit: { value: true }, format: { value: true }, 'state-dir': { value: true } });
-  const store = new JsonlRunStore(stateDirOf(args));
-  const runs = await store.list({ pipeline: flagString(args, 'pipeline'), limit: flagNumber(args, 'limit') ?? 20 });
+  const args = parseArgs(argv, { pipeline: { value: true }, limit: { value: true }, format: { value: true }, 'state-dir': { value: true }, 'clickhouse-url': { value: true } });
+  const store = await openConfiguredStore(args);
+  let runs: RunRecord[];
+  try {
+    runs = await new ClickHouseRunStore(store).list({ pipeline: flagString(args, 'pipeline'), limit: flagNumber(args, 'limit') ?? 20 });
+  } finally {
+    await store.close();
+  }
   if (flagString(args, 'format') === 'json') {
     process.stdout.write(JSON.stringify(runs, null, 2) + '\n');
     return 0;
@@ -139,6 +184,26 @@ async function runsCommand(argv: string[]): Promise<number> {
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
   process.stdout.write([line(header), ...table.map(line)].join('\n') + '\n');
+  return 0;
+}
+
+async function migrateCommand(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { 'state-dir': { value: true }, 'clickhouse-url': { value: true } });
+  const tables: TableDefinition<unknown>[] = [runsTable as TableDefinition<unknown>];
+  for (const name of await listPipelineNames()) {
+    const pipeline = await loadPipeline(name);
+    for (const table of pipeline.tables ?? []) if (!tables.some((t) => t.name === table.name)) tables.push(table);
+  }
+  const store = await openConfiguredStore(args);
+  try {
+    const report = await migrate(store, tables);
+    process.stdout.write(`${store.description}\n`);
+    for (const line of report.summary) process.stdout.write(`  ${line}\n`);
+    for (const note of report.notes) process.stdout.write(`  note: ${note}\n`);
+    if (report.summary.length === 0) process.stdout.write(`  all ${tables.length} tables up to date\n`);
+  } finally {
+    await store.close();
+  }
   return 0;
 }
 
@@ -173,6 +238,8 @@ async function runCommand(name: string, argv: string[]): Promise<number> {
   const onError = flagString(args, 'on-error') as ErrorPolicy | undefined;
   if (onError && !['fail', 'skip', 'dead-letter'].includes(onError)) throw new UsageError(`--on-error must be fail, skip or dead-letter, not "${onError}"`);
   const quiet = args.flags.has('quiet');
+  const everyText = flagString(args, 'every');
+  const everyMs = everyText === undefined ? undefined : parseEvery(everyText);
   const log = createLogger({ format: logFormat });
 
   let params: Record<string, unknown>;
@@ -208,44 +275,64 @@ async function runCommand(name: string, argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  // one store for all runs of this command (chDB allows one process per directory)
+  const store = await openConfiguredStore(args);
+  const runStore = new ClickHouseRunStore(store);
   const tty = process.stderr.isTTY && !quiet && logFormat === 'text';
-  const started = Date.now();
   let record: RunRecord;
-  try {
-    record = await runPipeline({
-      pipeline,
-      params,
-      trigger: 'cli',
-      allow: allowFromArgs(args),
-      maxInFlight: flagNumber(args, 'max-in-flight'),
-      onError,
-      stateDir: stateDirOf(args),
-      signal: stop.signal,
-      log,
-      registry,
-      onProgress: tty ? (counts, inFlight) => process.stderr.write(`\r\x1b[2K${formatProgress(counts, inFlight, Date.now() - started)}`) : undefined,
-    });
-  } catch (err) {
-    if (err instanceof ParamsError) {
-      process.stderr.write(`sluice: ${name}: ${err.message}\n`);
-      await metricsServer?.close();
-      return 2;
-    }
-    throw err;
-  }
-  if (tty) process.stderr.write('\r\x1b[2K');
-
-  const textfile = flagString(args, 'metrics-textfile');
-  if (textfile) {
-    const target = path.resolve(textfile);
+  // --every: one run after another, each starting `everyMs` after the one before (or at once when it ran longer)
+  for (;;) {
+    const started = Date.now();
     try {
-      await writeMetricsTextfile(registry, target, new GuardedFs(new Permissions({ write: [path.dirname(target)] })));
+      record = await runPipeline({
+        pipeline,
+        params,
+        trigger: 'cli',
+        openStore: () => Promise.resolve(store),
+        keepStoreOpen: true,
+        runStore,
+        allow: allowFromArgs(args),
+        maxInFlight: flagNumber(args, 'max-in-flight'),
+        onError,
+        stateDir: stateDirOf(args),
+        signal: stop.signal,
+        log,
+        registry,
+        onProgress: tty ? (counts, inFlight) => process.stderr.write(`\r\x1b[2K${formatProgress(counts, inFlight, Date.now() - started)}`) : undefined,
+      });
     } catch (err) {
-      log.error(`cannot write the metrics textfile ${target}: ${describeError(err)}`);
+      await store.close();
+      if (err instanceof ParamsError) {
+        process.stderr.write(`sluice: ${name}: ${err.message}\n`);
+        await metricsServer?.close();
+        return 2;
+      }
+      throw err;
     }
+    if (tty) process.stderr.write('\r\x1b[2K');
+
+    const textfile = flagString(args, 'metrics-textfile');
+    if (textfile) {
+      const target = path.resolve(textfile);
+      try {
+        await writeMetricsTextfile(registry, target, new GuardedFs(new Permissions({ write: [path.dirname(target)] })));
+      } catch (err) {
+        log.error(`cannot write the metrics textfile ${target}: ${describeError(err)}`);
+      }
+    }
+    if (logFormat === 'json') log.info('run finished', { ...record });
+    else if (!quiet) process.stderr.write(formatSummary(record) + '\n');
+    if (!quiet && record.status === 'succeeded' && pipeline.nextSteps) {
+      process.stderr.write(pipeline.nextSteps({ params: record.params }).map((line) => `${line}\n`).join(''));
+    }
+    if (everyMs === undefined || stop.signal.aborted) break;
+    const wait = started + everyMs - Date.now();
+    if (wait <= 0) log.warn(`the run took longer than --every ${everyText}; starting the next one at once`);
+    else if (!quiet) log.info(`next run in ${Math.round(wait / 1000)} s`);
+    await delayFor(Math.max(0, wait), stop.signal).catch(() => undefined);
+    if (stop.signal.aborted) break;
   }
-  if (logFormat === 'json') log.info('run finished', { ...record });
-  else if (!quiet) process.stderr.write(formatSummary(record) + '\n');
+  await store.close();
 
   if (metricsServer) {
     if (!signalled) {

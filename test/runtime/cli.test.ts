@@ -4,7 +4,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JsonlRunStore } from '../../runtime/run-record.ts';
+import type { RunRecord } from '../../runtime/run-record.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const GOOD = path.join(ROOT, 'test/pipelines/good');
@@ -113,7 +113,8 @@ describe('stopping with signals', () => {
         },
       });
       expect(r.code).toBe(code);
-      const [record] = await new JsonlRunStore(dir).list();
+      const runs = await cli(['pipeline', 'runs', '--format', 'json', '--state-dir', dir], { state: dir });
+      const [record] = JSON.parse(runs.stdout) as RunRecord[];
       expect(record).toMatchObject({ pipeline: 'ticker', status: 'interrupted', trigger: 'cli' });
       const printed = r.stdout.trim().split('\n');
       // every record the run counted as accepted reached stdout, and nothing more
@@ -182,5 +183,32 @@ describe('the demo pipeline', () => {
     const prom = await readFile(path.join(dir, 'sluice.prom'), 'utf8');
     expect(prom).toMatch(new RegExp(`sluice_inventory_files_total ${records.length}\\b`));
     expect(prom).toMatch(/sluice_runs_total\{pipeline="inventory",status="succeeded"\} 1/);
+    // the rows are in the embedded ClickHouse, and the summary says how to look at them
+    expect(r.stderr).toContain('npm run query -- "SELECT path, size, sha256 FROM inventory_files FINAL');
+    const q = await cli(['query', '--state-dir', dir, '--format', 'json', "SELECT count() AS n, sum(size) AS bytes FROM inventory_files FINAL WHERE root = 'fixtures'"], { state: dir });
+    expect(q.code).toBe(0);
+    const [row] = JSON.parse(q.stdout) as { n: string | number; bytes: string | number }[];
+    expect(Number(row!.n)).toBe(records.length);
+    expect(Number(row!.bytes)).toBe(records.reduce((sum, x) => sum + x.size, 0));
+    const runs = await cli(['pipeline', 'runs', '--state-dir', dir], { state: dir });
+    expect(runs.stdout).toMatch(/inventory\s+cli\s+succeeded/);
+  });
+
+  it('a second process on the same embedded store gets one line naming the fix', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-lock-'));
+    let second: CliResult | undefined;
+    const first = await cli(['pipeline', 'ticker', '--state-dir', dir, '--param', 'delayMs=5'], {
+      state: dir,
+      onStdout: (text, child) => {
+        if (second || text.split('\n').length < 20) return;
+        second = { code: -1, signal: null, stdout: '', stderr: '' };
+        cli(['pipeline', 'runs', '--state-dir', dir], { state: dir }).then((r) => { second = r; child.kill('SIGTERM'); });
+      },
+    });
+    expect(first.code).toBe(143);
+    expect(second!.code).toBe(1);
+    expect(second!.stderr.trim().split('\n')).toHaveLength(1);
+    expect(second!.stderr).toMatch(/stop the other sluice process, or use a ClickHouse server via SLUICE_CLICKHOUSE_URL/);
+    expect(second!.stderr).not.toMatch(/\n\s+at /);
   });
 });
