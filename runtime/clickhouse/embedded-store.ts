@@ -27,7 +27,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -183,23 +182,30 @@ export class EmbeddedStore implements ClickHouseStore {
     const target = `${quoteIdentifier(database)}.${quoteIdentifier(name)}`;
     const what = `insert into ${database}.${name}`;
     const columns = options.columns?.length ? ` (${options.columns.map(quoteIdentifier).join(', ')})` : '';
-    const settings = { input_format_skip_unknown_fields: 0, ...options.settings };
-    const settingsSql = Object.entries(settings)
-      .map(([k, v]) => `${quoteIdentifier(k)} = ${typeof v === 'number' ? v : quoteString(v)}`)
-      .join(', ');
     const file = path.join(this.tmpDir, `${randomUUID()}.ndjson`);
-    const load = () =>
-      this.exclusive(() =>
+    let part = 0;
+    const load = () => {
+      const settings: Record<string, string | number> = { input_format_skip_unknown_fields: 0, ...options.settings };
+      // a big insert is loaded as several INSERTs: each needs its own deduplication token, or
+      // ClickHouse would take the second for a repeat of the first (the same rows split the
+      // same way get the same tokens, so a retry still deduplicates)
+      const token = settings.insert_deduplication_token;
+      if (token !== undefined && part > 0) settings.insert_deduplication_token = `${token}:${part}`;
+      part++;
+      const settingsSql = Object.entries(settings)
+        .map(([k, v]) => `${quoteIdentifier(k)} = ${typeof v === 'number' ? v : quoteString(v)}`)
+        .join(', ');
+      return this.exclusive(() =>
         this.run(`INSERT INTO ${target}${columns} FROM INFILE ${quoteString(file)} SETTINGS ${settingsSql} FORMAT JSONEachRow`, 'TSV', what),
       );
-    let out: fs.WriteStream | undefined;
+    };
+    let out: fsp.FileHandle | undefined;
     let written = 0;
     const finish = async () => {
       if (!out) return;
-      const stream = out;
+      const handle = out;
       out = undefined;
-      stream.end();
-      await once(stream, 'close');
+      await handle.close();
       if (written > 0) await load();
       written = 0;
     };
@@ -211,16 +217,16 @@ export class EmbeddedStore implements ClickHouseStore {
       });
       for await (const chunk of chunks) {
         if (!out) {
-          out = fs.createWriteStream(file);
-          out.on('error', () => undefined); // surfaced by the write/close below
+          await fsp.mkdir(this.tmpDir, { recursive: true });
+          out = await fsp.open(file, 'w');
         }
-        if (!out.write(chunk)) await Promise.race([once(out, 'drain'), once(out, 'error').then(([e]) => Promise.reject(e))]);
+        for (let offset = 0; offset < chunk.length; ) offset += (await out.write(chunk, offset)).bytesWritten;
         written += chunk.length;
         if (written >= this.insertFileBytes) await finish();
       }
       await finish();
     } catch (err) {
-      out?.destroy();
+      await out?.close().catch(() => undefined);
       if (err instanceof RowEncodingError) throw new PermanentError(`${this.description}: ${what}: ${err.message}`, { cause: err });
       throw err;
     } finally {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FatalError, PermanentError, TransientError } from '../../runtime/errors.ts';
+import { openEmbeddedStore } from '../../runtime/clickhouse/embedded-store.ts';
 import { openServerStore, ServerStore } from '../../runtime/clickhouse/server-store.ts';
 import {
   clickHouseErrorKind,
@@ -160,6 +161,21 @@ describe.each(BACKENDS)('%s store', (kind) => {
     expect((await store.query<{ n: string }>('SELECT count() AS n FROM roundtrip'))[0]!.n).toBe('10');
     const setting = await store.query<{ changed: number }>("SELECT changed FROM system.settings WHERE name = 'max_insert_block_size'");
     expect(Number(setting[0]!.changed)).toBe(0);
+  });
+
+  it.runIf(kind === 'embedded')('loads a big insert in parts, each with its own deduplication token, so a retry adds nothing', async () => {
+    const small = await openEmbeddedStore({ dir: backend.dir!, insertFileBytes: 64 * 1024 });
+    try {
+      await small.command('CREATE TABLE dedup (id UInt32, pad String) ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 100');
+      const rows = Array.from({ length: 30_000 }, (_, i) => ({ id: i, pad: 'x'.repeat(100) })); // ~3.6 MB: 4 loads
+      await small.insert('dedup', rows, { settings: { insert_deduplication_token: 'batch-1' } });
+      expect(await small.query('SELECT count() AS n, uniqExact(id) AS u FROM dedup')).toEqual([{ n: '30000', u: '30000' }]);
+      await small.insert('dedup', rows, { settings: { insert_deduplication_token: 'batch-1' } }); // the same batch again
+      expect(await small.query('SELECT count() AS n FROM dedup')).toEqual([{ n: '30000' }]);
+    } finally {
+      await small.close();
+    }
+    expect(await store.query('SELECT count() AS n FROM dedup')).toEqual([{ n: '30000' }]); // the first store still works
   });
 
   it('gives text in a ClickHouse format', async () => {
