@@ -48,6 +48,7 @@
  * for await (const chunk of stream.body) parser.write(chunk);
  * ```
  */
+import { setMaxListeners } from 'node:events';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { Counter, Histogram, type Registry } from 'prom-client';
@@ -162,6 +163,7 @@ const CONNECT_CODES = new Set([
 const TRANSIENT_CODES = new Set([...RESET_CODES, ...CONNECT_CODES, 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const ERROR_BODY_CAP = 64 * 1024;
+const SYNC_DECODE_BYTES = 64 * 1024;
 const DEFAULT_CAP = 64 * 1024 * 1024;
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
@@ -222,6 +224,7 @@ function shared(registry: Registry, type: 'counter' | 'histogram', name: string,
 }
 
 const metricsByRegistry = new WeakMap<Registry, HttpMetrics>();
+const manySignals = new WeakSet<AbortSignal>();
 
 /** What one attempt came back with, before the body is read. */
 interface Opened {
@@ -233,6 +236,8 @@ interface Opened {
   started: number;
   /** wire bytes read so far */
   wire: { bytes: number };
+  /** stops the attempt's deadline timer */
+  clear: () => void;
 }
 
 export class HttpClient {
@@ -407,8 +412,23 @@ export class HttpClient {
     if (remaining <= 0) {
       throw this.fail(host, started, method, new HttpError('transient', { method, url: target.href, phase: 'headers', reason: `deadline of ${options.timeoutMs ?? 30_000} ms passed before the request could be sent` }));
     }
-    const timeout = AbortSignal.timeout(Math.ceil(remaining));
-    const signal = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
+    // one timer per attempt, cleared when the attempt ends (AbortSignal.timeout would keep thousands alive)
+    const deadlineAbort = new AbortController();
+    const timer = setTimeout(() => deadlineAbort.abort(new DOMException('deadline passed', 'TimeoutError')), Math.ceil(remaining));
+    const clear = () => clearTimeout(timer);
+    const user = options.signal;
+    if (user && !manySignals.has(user)) {
+      // a run's signal is shared by every request in flight: many listeners are expected
+      manySignals.add(user);
+      setMaxListeners(0, user);
+    }
+    const onUserAbort = () => deadlineAbort.abort(user!.reason);
+    user?.addEventListener('abort', onUserAbort, { once: true });
+    const clearAll = () => {
+      clear();
+      user?.removeEventListener('abort', onUserAbort);
+    };
+    const signal = deadlineAbort.signal;
     const headers: Record<string, string> = {
       ...(options.decompress === false ? {} : { 'accept-encoding': 'gzip, deflate, br' }),
       ...options.headers,
@@ -425,10 +445,11 @@ export class HttpClient {
         bodyTimeout: Math.max(1, Math.min(options.bodyTimeoutMs ?? remaining, remaining)),
       });
       // the abort signal stays armed for the body: the total deadline covers it
-      return { url: target, status: res.statusCode, headers: res.headers, raw: res.body as unknown as Readable, host, started, wire: { bytes: 0 } };
+      return { url: target, status: res.statusCode, headers: res.headers, raw: res.body as unknown as Readable, host, started, wire: { bytes: 0 }, clear: clearAll };
     } catch (err) {
+      clearAll();
       if (options.signal?.aborted) throw options.signal.reason ?? err;
-      throw this.fail(host, started, method, this.wrap(err, method, target.href, 'headers', options, timeout.aborted));
+      throw this.fail(host, started, method, this.wrap(err, method, target.href, 'headers', options, signal.aborted));
     }
   }
 
@@ -476,6 +497,7 @@ export class HttpClient {
 
   /** Count a finished attempt (its status, duration and wire bytes). */
   private finish(opened: Opened, method: string, err: HttpError | undefined): void {
+    opened.clear();
     const m = this.metrics;
     if (!m) return;
     m.requests.inc({ host: opened.host, method, status: String(opened.status) }, 1);
@@ -546,26 +568,35 @@ export class HttpClient {
 
   private async readAll(opened: Opened, options: HttpRequestOptions, method: string, cap: number, deadline: number, quiet = false): Promise<Buffer> {
     if (!quiet) this.checkDeclaredLength(opened, method, cap, options);
+    const encoding = options.decompress === false ? 'identity' : (header(opened.headers, 'content-encoding') ?? 'identity').trim().toLowerCase();
     const chunks: Buffer[] = [];
     let size = 0;
-    const body = this.decoded(opened, options);
+    let body: Buffer;
     try {
-      for await (const chunk of body) {
+      for await (const chunk of opened.raw) {
         size += (chunk as Buffer).length;
+        opened.wire.bytes = size;
+        // a compressed body is never larger than its content: the cap holds on the wire too
         if (size > cap) {
           discard(opened.raw);
-          body.destroy();
           throw this.oversize(opened, method, cap, options, 'is larger');
         }
         chunks.push(chunk as Buffer);
       }
+      body = Buffer.concat(chunks, size);
+      if (encoding !== 'identity') body = await decode(body, encoding, cap);
     } catch (err) {
       if (options.signal?.aborted) throw options.signal.reason ?? err;
-      const wrapped = this.wrap(err, method, opened.url.href, 'body', options, performance.now() >= deadline);
+      const tooLarge = (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError;
+      const wrapped = tooLarge
+        ? this.oversize(opened, method, cap, options, `decodes to more than ${cap} bytes`)
+        : this.wrap(err, method, opened.url.href, 'body', options, performance.now() >= deadline);
       if (!quiet) this.finish(opened, method, wrapped);
+      else opened.clear();
       throw wrapped;
     }
-    return Buffer.concat(chunks, size);
+    if (quiet) opened.clear();
+    return body;
   }
 
   private async *iterateBody(opened: Opened, options: HttpRequestOptions, method: string, cap: number): AsyncGenerator<Buffer> {
@@ -592,6 +623,30 @@ export class HttpClient {
       this.finish(opened, method, failure);
     }
   }
+}
+
+/** Decode a whole compressed body, refusing to produce more than `cap` bytes. */
+function decode(body: Buffer, encoding: string, cap: number): Promise<Buffer> {
+  if (body.length <= SYNC_DECODE_BYTES) {
+    // small bodies (most API answers): inline is far cheaper than a thread-pool round trip
+    const options = { maxOutputLength: Math.max(1, cap) };
+    try {
+      if (encoding === 'gzip' || encoding === 'x-gzip') return Promise.resolve(zlib.gunzipSync(body, options));
+      if (encoding === 'deflate') return Promise.resolve(zlib.inflateSync(body, options));
+      if (encoding === 'br') return Promise.resolve(zlib.brotliDecompressSync(body, options));
+      return Promise.resolve(body);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, out: Buffer) => (err ? reject(err) : resolve(out));
+    const options = { maxOutputLength: Math.max(1, cap) };
+    if (encoding === 'gzip' || encoding === 'x-gzip') zlib.gunzip(body, options, done);
+    else if (encoding === 'deflate') zlib.inflate(body, options, done);
+    else if (encoding === 'br') zlib.brotliDecompress(body, options, done);
+    else resolve(body);
+  });
 }
 
 /** Drop a response body we will not read, without an unhandled 'error' from the abort. */

@@ -85,7 +85,10 @@ export class FaultyServer {
   peakConnections = 0;
   /** most requests being answered at once so far */
   peakActive = 0;
+  /** most requests for one path being answered at once so far */
+  readonly peakActiveByPath = new Map<string, number>();
   private active = 0;
+  private readonly activeByPath = new Map<string, number>();
 
   constructor(private readonly route: Route, private readonly host = '127.0.0.1') {}
 
@@ -93,9 +96,17 @@ export class FaultyServer {
     this.server = createServer((req, res) => {
       this.active++;
       this.peakActive = Math.max(this.peakActive, this.active);
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      const n = (this.activeByPath.get(path) ?? 0) + 1;
+      this.activeByPath.set(path, n);
+      this.peakActiveByPath.set(path, Math.max(n, this.peakActiveByPath.get(path) ?? 0));
       let done = false;
       const finished = () => {
-        if (!done) { done = true; this.active--; }
+        if (!done) {
+          done = true;
+          this.active--;
+          this.activeByPath.set(path, (this.activeByPath.get(path) ?? 1) - 1);
+        }
       };
       res.on('close', finished);
       void this.handle(req, res);
