@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FatalError, PermanentError, TransientError } from '../../runtime/errors.ts';
 import { openEmbeddedStore } from '../../runtime/clickhouse/embedded-store.ts';
@@ -176,6 +179,18 @@ describe.each(BACKENDS)('%s store', (kind) => {
       await small.close();
     }
     expect(await store.query('SELECT count() AS n FROM dedup')).toEqual([{ n: '30000' }]); // the first store still works
+  });
+
+  it.runIf(kind === 'embedded')('refuses a second directory in the same process with a FatalError, and keeps the first', async () => {
+    const other = await mkdtemp(path.join(os.tmpdir(), 'sluice-store-other-'));
+    try {
+      const err = await openEmbeddedStore({ dir: other }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FatalError);
+      expect((err as Error).message).toMatch(/^cannot open the embedded ClickHouse at .*: .*one process can have only one embedded store directory open\)$/);
+      expect(await store.query('SELECT 1 AS x')).toEqual([{ x: 1 }]);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
   });
 
   it('gives text in a ClickHouse format', async () => {
