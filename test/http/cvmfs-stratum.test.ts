@@ -175,6 +175,21 @@ describe('a full scrape', () => {
     expect(m.get(`sluice_http_client_requests_total{host="${one}",method="GET",status="200"}`)).toBeGreaterThan(5);
   });
 
+  it('the Grafana dashboard only queries metrics the scrape exports', async () => {
+    const dashboard = JSON.parse(await readFile(path.resolve(import.meta.dirname, '../../dashboards/cvmfs-stratum.json'), 'utf8')) as {
+      panels: { targets?: { expr: string }[] }[];
+      templating: { list: { query?: { query: string } | string }[] };
+    };
+    const exprs = [
+      ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)),
+      ...dashboard.templating.list.map((v) => (typeof v.query === 'object' ? v.query.query : '')),
+    ];
+    const used = new Set(exprs.map((e) => e.replace(/\b(by|without)\s*\([^)]*\)/g, '')).flatMap((e) => [...e.matchAll(/([a-z_:][a-z0-9_:]*)\s*[{[,]/g)].map((m) => m[1]!)).filter((n) => !['by', 'label_values'].includes(n)));
+    expect(used.size).toBeGreaterThan(12);
+    const exported = new Set([...result.samples.keys()].map((k) => k.replace(/\{.*$/, '')));
+    expect([...used].filter((name) => !exported.has(name))).toEqual([]);
+  });
+
   it('the exposition passes promtool check metrics', async () => {
     const file = path.join(dir, 'cvmfs.prom');
     await writeFile(file, result.metrics.replace(/^([^#\n][^\n]*) Nan$/gm, '$1 NaN'));
