@@ -46,7 +46,6 @@ export {
   BUILTIN_DECOMPRESSORS,
   cpioEntries,
   decompressPayload,
-  gunzip,
   payloadEntries,
   type CpioEntry,
   type CpioMember,

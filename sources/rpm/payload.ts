@@ -4,11 +4,10 @@
  * `sources/entry.ts`, so a transform written for `files()` works on a package's
  * contents unchanged.
  *
- * Decompression: gzip with `node:zlib`; any other compressor (xz, zstd, bzip2, lzma)
- * through a `Decompressor` passed in `options.decompressors`. The project's xz, zstd and
- * bzip2 decoders (`sources/decoders/`) were not there yet when this was written: pass
- * them in (or any other implementation of the interface) until they are wired in by
- * default. A payload with no decompressor is a `PermanentError` saying so.
+ * Decompression: gzip, xz, zstd and bzip2 with the project's decoders
+ * (`sources/decoders/`); any other compressor (e.g. rpm's legacy `lzma`) through a
+ * `Decompressor` passed in `options.decompressors`, which can also replace the built-in
+ * ones. A payload with no decompressor is a `PermanentError` saying so.
  *
  * Paths: rpm stores `./usr/bin/foo`; entries are `usr/bin/foo` (no `./` or `/`), and
  * `absolutePath` is the package's `absolutePath` followed by `/` and that. A path with a
@@ -32,36 +31,35 @@
  * }
  * ```
  */
-import { pipeline, Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { PermanentError, SluiceError } from '../../runtime/errors.ts';
 import type { FileEntry } from '../entry.ts';
-import { ByteReader, type ByteSource } from './byte-reader.ts';
+import { DECODERS } from '../decoders/decompress.ts';
+import { ByteReader, chunksOf, type ByteSource } from './byte-reader.ts';
 import { decodeRpmText } from './header.ts';
 import { openPackage, typeOfMode, type RpmFile, type RpmPackage } from './package.ts';
 
-/** Turns compressed bytes into decompressed bytes, streaming. */
-export type Decompressor = (compressed: AsyncIterable<Uint8Array>) => AsyncIterable<Uint8Array>;
+/**
+ * Turns compressed bytes into decompressed bytes, streaming; `name` is for its errors.
+ * The decoders of `sources/decoders/` have this shape.
+ */
+export type Decompressor = (
+  compressed: AsyncIterable<Uint8Array>,
+  options: { readonly name: string },
+) => AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>;
 
 /** Decompressors by PAYLOADCOMPRESSOR name (`gzip`, `xz`, `zstd`, `bzip2`, `lzma` …). */
 export type Decompressors = Readonly<Partial<Record<string, Decompressor>>>;
 
-/** gzip through node:zlib (concatenated members too). */
-export const gunzip: Decompressor = (compressed) => {
-  const out = pipeline(Readable.from(compressed, { objectMode: false }), createGunzip(), () => undefined);
-  return out as AsyncIterable<Uint8Array>;
-};
-
-/** What this module decompresses without help. */
+/** What this module decompresses without help: the project's decoders, and `identity`. */
 export const BUILTIN_DECOMPRESSORS: Decompressors = {
-  gzip: gunzip,
+  ...DECODERS,
   identity: (compressed) => compressed,
 };
 
 export interface PayloadOptions {
   /** names the package in errors (default: the package's `absolutePath`, or `(stream)`) */
   source?: string;
-  /** decompressors for compressors other than gzip (see the module comment) */
+  /** decompressors for other compressors, or to use instead of the built-in ones (see the module comment) */
   decompressors?: Decompressors;
 }
 
@@ -83,7 +81,7 @@ export async function* decompressPayload(
     });
   }
   try {
-    yield* decompress(compressed);
+    yield* chunksOf(decompress(compressed, { name: `${source} (${compressor} payload)` }));
   } catch (err) {
     if (err instanceof SluiceError) throw err;
     throw new PermanentError(`${source}: cannot decompress the ${compressor} payload: ${(err as Error).message}`, {
@@ -189,9 +187,11 @@ export async function* cpioEntries(data: ByteSource, options: { source?: string 
         }),
       };
       yield { entry, body };
+      // skip what the body's reader left; `left` stays as it is, so a late read of a
+      // half-read body errors instead of ending early with bytes missing
       current = false;
-      if ((await reader.skip(left)) < left) throw where(reader.position, `truncated data of ${JSON.stringify(name)}`);
-      left = 0;
+      const unread = left;
+      if ((await reader.skip(unread)) < unread) throw where(reader.position, `truncated data of ${JSON.stringify(name)}`);
       await padTo4(reader, source);
     }
   } finally {

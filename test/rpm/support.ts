@@ -123,8 +123,8 @@ export function parseQplv(name: string): LsLine[] {
 }
 
 /**
- * A decompressor that runs a system tool (`xz -dc`, `zstd -dc`, `bzip2 -dc`): for the
- * payload tests of compressors that have no decoder in sluice yet.
+ * A decompressor that runs a system tool (`xz -dc`, `zstd -dc`, `bzip2 -dc`): a
+ * stand-in passed through `options.decompressors` in the payload tests.
  */
 export function toolDecompressor(command: string, args: string[]): Decompressor {
   return async function* (compressed) {
@@ -152,7 +152,7 @@ export function toolDecompressor(command: string, args: string[]): Decompressor 
   };
 }
 
-/** Tool decoders for the compressors sluice does not decode itself (yet). */
+/** Tool decoders for the compressors other than gzip. */
 export const TOOL_DECOMPRESSORS = {
   xz: toolDecompressor('xz', ['-dc']),
   zstd: toolDecompressor('zstd', ['-dcq']),
