@@ -10,7 +10,10 @@
  *   `repo_snapshot_age_seconds`, `repo_up`, `server_up`, `server_scrape_duration_seconds`
  *   and `server_last_success_timestamp_seconds`;
  * - a JSON snapshot of the whole scrape: servers → repositories → fields, with the
- *   errors of each server and repository.
+ *   errors of each server and repository;
+ * - the ClickHouse history table `cvmfs_scrapes`: one row per server, repository and
+ *   scrape (plus one row per server and scrape with `repository = ''`, so a server that
+ *   failed leaves a trace), unless `--param history=false`.
  *
  * Only current data is served: a series is written when this scrape read its value.
  * A repository that vanished from its server, or that failed this time, loses its
@@ -24,7 +27,9 @@
 import path from 'node:path';
 import { mergeMap, pipe } from 'rxjs';
 import { z } from 'zod';
+import { defineTable, type RowOf } from '../runtime/clickhouse/table.ts';
 import { definePipeline, type Sink } from '../runtime/pipeline.ts';
+import { clickhouse } from '../sinks/clickhouse/index.ts';
 import { prometheus } from '../sinks/prometheus.ts';
 import { snapshot } from '../sinks/snapshot.ts';
 import {
@@ -59,6 +64,7 @@ const params = z.object({
   connectTimeoutMs: z.number().int().min(1).default(5_000).describe('deadline for opening a connection, ms'),
   serverLabel: z.enum(['short', 'host']).default('short').describe('server label: short = first two DNS labels (the old exporter), host = full host name'),
   snapshot: z.string().default('.sluice/cvmfs-stratum.json').describe('where the JSON snapshot of the scrape is written'),
+  history: z.boolean().default(true).describe('append one row per server, repository and scrape to the ClickHouse table cvmfs_scrapes'),
 });
 
 type Params = z.infer<typeof params>;
@@ -66,14 +72,20 @@ type Params = z.infer<typeof params>;
 /** One server, as the snapshot shows it. */
 export interface ServerRow extends CvmfsServerScrape {
   kind: 'server';
+  /** the run that scraped it (groups one scrape's rows in the history table) */
+  runId: string;
 }
 
 /** One repository on one server, flattened for metrics (and history tables). */
 export interface RepoRow {
   kind: 'repo';
+  runId: string;
   server: string;
   repository: string;
   serverType: 0 | 1;
+  serverBase: string;
+  backend: 'cvmfs' | 's3';
+  geoapiStatus: number;
   scrapedAt: string;
   ok: boolean;
   revision?: number;
@@ -89,17 +101,89 @@ export interface RepoRow {
 
 export type CvmfsRow = ServerRow | RepoRow;
 
-export function rowsOf(scrape: CvmfsServerScrape): CvmfsRow[] {
-  const rows: CvmfsRow[] = [{ kind: 'server', ...scrape }];
+/** The history table: one row per server, repository and scrape; `repository = ''` is the server itself. */
+export const cvmfsScrapes = defineTable('cvmfs_scrapes', {
+  columns: {
+    run_id: 'String',
+    scraped_at: 'DateTime',
+    server: 'LowCardinality(String)',
+    repository: 'String',
+    server_base: 'String',
+    server_type: 'UInt8',
+    backend: 'LowCardinality(String)',
+    server_ok: 'UInt8',
+    geoapi_status: 'UInt8',
+    ok: 'UInt8',
+    revision: 'Nullable(Int64)',
+    revision_timestamp: 'Nullable(DateTime)',
+    stratum0_revision: 'Nullable(Int64)',
+    revision_difference: 'Nullable(Int64)',
+    root_catalog_hash: 'String',
+    root_catalog_size: 'Nullable(UInt64)',
+    ttl_seconds: 'Nullable(UInt32)',
+    last_snapshot: 'Nullable(DateTime)',
+    last_gc: 'Nullable(DateTime)',
+    last_check: 'Nullable(DateTime)',
+    check_status: 'String',
+    manifest_json: 'String',
+    status_json: 'String',
+    errors: 'Array(String)',
+  },
+  orderBy: ['server', 'repository', 'scraped_at'],
+  partitionBy: 'toYYYYMM(scraped_at)',
+});
+
+export type CvmfsScrapeRow = RowOf<typeof cvmfsScrapes>;
+
+export function historyRowOf(row: CvmfsRow): CvmfsScrapeRow {
+  const scrapedAt = new Date(row.scrapedAt);
+  if (row.kind === 'server') {
+    return {
+      run_id: row.runId, scraped_at: scrapedAt, server: row.server, repository: '', server_base: row.base, server_type: row.serverType, backend: row.backend,
+      server_ok: row.ok ? 1 : 0, geoapi_status: row.geoapi.status, ok: row.ok ? 1 : 0,
+      revision: null, revision_timestamp: null, stratum0_revision: null, revision_difference: null,
+      root_catalog_hash: '', root_catalog_size: null, ttl_seconds: null, last_snapshot: null, last_gc: null, last_check: null,
+      check_status: '', manifest_json: '', status_json: row.meta ? JSON.stringify(row.meta) : '',
+      errors: row.errors.map((e) => e.message),
+    };
+  }
+  const m = row.repo.manifest;
+  const status = row.repo.status;
+  return {
+    run_id: row.runId, scraped_at: scrapedAt, server: row.server, repository: row.repository, server_base: row.serverBase, server_type: row.serverType, backend: row.backend,
+    server_ok: 1, geoapi_status: row.geoapiStatus, ok: row.ok ? 1 : 0,
+    revision: m?.revision ?? null,
+    revision_timestamp: m?.timestamp ?? null,
+    stratum0_revision: row.repo.stratum0Revision ?? null,
+    revision_difference: row.revisionDifference ?? null,
+    root_catalog_hash: m?.rootCatalogHash ?? '',
+    root_catalog_size: m?.rootCatalogSize ?? null,
+    ttl_seconds: m?.ttlSeconds ?? null,
+    last_snapshot: status?.lastSnapshot?.unix ?? null,
+    last_gc: status?.lastGc?.unix ?? null,
+    last_check: status?.lastCheck?.unix ?? null,
+    check_status: status?.checkStatus ?? '',
+    manifest_json: m ? JSON.stringify({ ...m.fields, '--': m.hash ?? '' }) : '',
+    status_json: status ? JSON.stringify(status.fields) : '',
+    errors: row.repo.errors.map((e) => e.message),
+  };
+}
+
+export function rowsOf(scrape: CvmfsServerScrape, runId = ''): CvmfsRow[] {
+  const rows: CvmfsRow[] = [{ kind: 'server', runId, ...scrape }];
   const now = Date.parse(scrape.scrapedAt) / 1000;
   for (const repo of scrape.repositories) {
     const m = repo.manifest;
     const lastSnapshot = repo.status?.lastSnapshot?.unix;
     rows.push({
       kind: 'repo',
+      runId,
       server: scrape.server,
       repository: repo.name,
       serverType: scrape.serverType,
+      serverBase: scrape.base,
+      backend: scrape.backend,
+      geoapiStatus: scrape.geoapi.status,
       scrapedAt: scrape.scrapedAt,
       ok: repo.ok,
       revision: m?.revision,
@@ -117,11 +201,11 @@ export function rowsOf(scrape: CvmfsServerScrape): CvmfsRow[] {
 }
 
 /**
- * A sink that passes on only the records `select` keeps (the others count as accepted).
- * Open and close go through, so a sink that drops unwritten series on close still sees
- * every run end.
+ * A sink that passes on only the records `select` keeps (the others count as accepted),
+ * as `as` shapes them. Open and close go through, so a sink that drops unwritten series
+ * on close still sees every run end.
  */
-function only<R, S extends R>(select: (record: R) => record is S, sink: Sink<S>): Sink<R> {
+function only<R, S extends R, T = S>(select: (record: R) => record is S, sink: Sink<T>, as: (record: S) => T = (r) => r as unknown as T): Sink<R> {
   return {
     name: sink.name,
     kind: sink.kind,
@@ -129,7 +213,8 @@ function only<R, S extends R>(select: (record: R) => record is S, sink: Sink<S>)
     open: sink.open,
     close: sink.close,
     write: (records, ctx) => {
-      const kept = records.filter(select);
+      const kept: T[] = [];
+      for (const r of records) if (select(r)) kept.push(as(r));
       return kept.length ? sink.write(kept, ctx) : undefined;
     },
   };
@@ -196,6 +281,7 @@ export default definePipeline({
   // servers are scraped side by side inside the source; an item is one finished server
   maxInFlight: 16,
   onError: 'skip',
+  tables: [cvmfsScrapes],
   source: (ctx) => {
     const p = ctx.params;
     if (p.stratum0.length + p.stratum1.length === 0) {
@@ -215,17 +301,22 @@ export default definePipeline({
       serverLabel: p.serverLabel,
     });
   },
-  transform: () => pipe(mergeMap((scrape: CvmfsServerScrape) => rowsOf(scrape))),
+  transform: (ctx) => pipe(mergeMap((scrape: CvmfsServerScrape) => rowsOf(scrape, ctx.runId))),
   sinks: ({ params: p }) => [
     only(isServer, snapshot<ServerRow>({
       path: p.snapshot,
       wrap: (rows) => ({
         scrapedAt: rows.map((r) => r.scrapedAt).sort()[0] ?? new Date().toISOString(),
         servers: rows
-          .map(({ kind: _kind, ...server }) => server)
+          .map(({ kind: _kind, runId: _runId, ...server }) => server)
           .sort((a, b) => a.serverType - b.serverType || (a.server < b.server ? -1 : a.server > b.server ? 1 : 0)),
       }),
     })),
     ...metricSinks(),
+    ...(p.history ? [only((r: CvmfsRow): r is CvmfsRow => true, clickhouse(cvmfsScrapes), historyRowOf)] : []),
   ],
+  nextSteps: ({ params: p }) => (p.history
+    ? ['', 'Repositories behind their Stratum 0 in the last scrape:',
+      '  npm run query -- "SELECT server, repository, revision, revision_difference FROM cvmfs_scrapes WHERE run_id = (SELECT argMax(run_id, scraped_at) FROM cvmfs_scrapes) AND revision_difference > 0 ORDER BY revision_difference DESC"']
+    : []),
 });

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pipeline from '../../pipelines/cvmfs-stratum.ts';
+import { openEmbeddedStore } from '../../runtime/clickhouse/embedded-store.ts';
+import type { ClickHouseStore } from '../../runtime/clickhouse/store.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { runPipeline } from '../../runtime/runner.ts';
 import type { CvmfsServerScrape } from '../../sources/http/cvmfs/cvmfs.ts';
@@ -48,12 +50,13 @@ interface Scrape {
 }
 
 let runCount = 0;
-async function scrape(params: Record<string, unknown>, registry = new Registry()): Promise<Scrape> {
+async function scrape(params: Record<string, unknown>, registry = new Registry(), store?: ClickHouseStore): Promise<Scrape> {
   const snapshotPath = path.join(dir, `snapshot-${++runCount}.json`);
   const record = await runPipeline({
     pipeline,
-    params: { geoapiOrder: [1, 2, 3], snapshot: snapshotPath, timeoutMs: 3000, ...params },
+    params: { geoapiOrder: [1, 2, 3], snapshot: snapshotPath, timeoutMs: 3000, history: store !== undefined, ...params },
     stateDir: path.join(dir, 'state'),
+    ...(store ? { openStore: async () => store, keepStoreOpen: true } : {}),
     log: createLogger({ level: 'silent' }),
     registry,
   });
@@ -306,4 +309,41 @@ describe('params', () => {
     expect(r.status).toBe('failed');
     expect(r.record.errors[0]!.message).toContain('no servers given; pass --param stratum0=<host>');
   });
+});
+
+describe('history in ClickHouse (embedded)', () => {
+  it('one row per server, repository and scrape; a failed server leaves its own row', async () => {
+    const store = await openEmbeddedStore({ dir: path.join(dir, 'clickhouse'), database: 'sluice' });
+    try {
+      const s0 = await stratum({ type: 0, repos: [repo('a.example.org', 12), repo('b.example.org', 3)] });
+      const s1 = await stratum({ type: 1, repos: [repo('a.example.org', 10), repo('b.example.org', 3, { status: undefined })] });
+      const down = await stratum({ type: 1, repos: [repo('a.example.org', 1)] });
+      down.fault('repositories.json', { kind: 'status', status: 502 });
+      const params = { stratum0: [s0.hostPort], stratum1: [s1.hostPort, down.hostPort], timeoutMs: 1000 };
+      const first = await scrape(params, new Registry(), store);
+      expect(first.status).toBe('succeeded');
+      s1.model.repos[0]!.revision = 12;
+      const second = await scrape(params, new Registry(), store);
+      expect(second.status).toBe('succeeded');
+      const rows = await store.query<{ run_id: string; server: string; repository: string; ok: number; revision: string | number | null; revision_difference: string | number | null; errors: string[] }>(
+        'SELECT run_id, server, repository, ok, revision, revision_difference, errors FROM cvmfs_scrapes ORDER BY scraped_at, server, repository');
+      expect(new Set(rows.map((r) => r.run_id))).toEqual(new Set([first.record.id, second.record.id]));
+      const of = (run: string) => rows.filter((r) => r.run_id === run).map((r) => [r.server, r.repository, Number(r.ok), r.revision === null ? null : Number(r.revision), r.revision_difference === null ? null : Number(r.revision_difference)]);
+      const sorted = (xs: unknown[][]) => xs.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+      expect(sorted(of(second.record.id))).toEqual(sorted([
+        [s0.hostPort, '', 1, null, null],
+        [s0.hostPort, 'a.example.org', 1, 12, 0],
+        [s0.hostPort, 'b.example.org', 1, 3, 0],
+        [s1.hostPort, '', 1, null, null],
+        [s1.hostPort, 'a.example.org', 1, 12, 0],
+        [s1.hostPort, 'b.example.org', 1, 3, 0],
+        [down.hostPort, '', 0, null, null],
+      ]));
+      expect(of(first.record.id).find((r) => r[0] === s1.hostPort && r[1] === 'a.example.org')).toEqual([s1.hostPort, 'a.example.org', 1, 10, 2]);
+      const downRow = rows.find((r) => r.server === down.hostPort)!;
+      expect(downRow.errors[0]).toContain(`${down.origin}/cvmfs/info/v1/repositories.json: status: HTTP 502`);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
 });
