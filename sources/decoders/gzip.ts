@@ -30,6 +30,7 @@
  * ```
  */
 import { once } from 'node:events';
+import type { TransformOptions } from 'node:stream';
 import zlib from 'node:zlib';
 import { ByteReader, type ByteInput } from './byte-reader.ts';
 import { DecodeError } from './decode-error.ts';
@@ -58,7 +59,8 @@ export function gunzip(input: ByteInput, options: DecoderOptions = {}): Readable
   const start = () => {
     // writableHighWaterMark 1: hand zlib the next input chunk only when it has taken the last
     // one (and zlib takes a chunk only as its output is read): the input is read lazily
-    const gz = zlib.createGunzip({ chunkSize: options.chunkSize ?? GZIP_CHUNK_SIZE, writableHighWaterMark: 1 });
+    const zlibOptions: zlib.ZlibOptions & TransformOptions = { chunkSize: options.chunkSize ?? GZIP_CHUNK_SIZE, writableHighWaterMark: 1 };
+    const gz = zlib.createGunzip(zlibOptions);
     inflater = gz;
     output = gz[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     // feed the input at the pace zlib takes it (write() returning false means wait)
