@@ -201,7 +201,9 @@ async function* nestedIn(entries: AsyncGenerator<ArchiveEntry, void, undefined>,
     const reader = ByteReader.from(entry.content());
     const kind = await probeArchive(reader, `${level.name}!${entry.path.slice(level.pathPrefix.length)}`);
     if (!kind) {
-      yield passThrough(entry, reader);
+      const again = passThrough(entry, reader);
+      yield again.entry;
+      await again.lease.release(level.signal);
       continue;
     }
     try {
@@ -216,10 +218,10 @@ async function* nestedIn(entries: AsyncGenerator<ArchiveEntry, void, undefined>,
   }
 }
 
-/** `entry` again, its content starting over from the bytes the probe looked at. */
-function passThrough(entry: ArchiveEntry, reader: ByteReader): ArchiveEntry {
+/** `entry` again, its content starting over from the bytes the probe looked at; not opened, the bytes are let go. */
+function passThrough(entry: ArchiveEntry, reader: ByteReader): { entry: ArchiveEntry; lease: ContentLease } {
   const lease = new ContentLease(`${entry.archive}!${entry.path}`, () => byteStream(reader), () => reader.cancel());
-  return attachLease({ ...entry, content: lease.content }, lease);
+  return { entry: attachLease({ ...entry, content: lease.content }, lease), lease };
 }
 
 function failed(entry: ArchiveEntry, error: PermanentError): ArchiveEntry {

@@ -139,6 +139,21 @@ describe('damaged input', () => {
     expect(TREE.subarray(0, before.length).equals(before)).toBe(true);
   });
 
+  for (const { file, decode, problem } of [
+    { file: 'tree.tar.zst', decode: unzstd, problem: /^zstd: cannot decode damaged: (corrupt data|checksum mismatch)/ },
+    { file: 'tree.tar.bz2', decode: bunzip2, problem: /^bzip2: cannot decode damaged: corrupt data in the block at this offset: .*\(at compressed byte \d+\)$/ },
+    { file: 'tree.tar.gz', decode: gunzip, problem: /^gzip: cannot decode damaged: corrupt data/ },
+  ]) {
+    it(`${file} with a flipped byte in the middle: a DecodeError with the offset`, async () => {
+      const damaged = Buffer.from(fixtureBytes(file));
+      damaged[damaged.length >> 1]! ^= 0x55;
+      const { error } = await failure(decode(chunked(damaged, 1000), { name: 'damaged' }));
+      expect(error).toBeInstanceOf(DecodeError);
+      expect((error as DecodeError).message).toMatch(problem);
+      expect((error as DecodeError).offset).toBeTypeOf('number');
+    });
+  }
+
   it('an input that fails is passed on as it is', async () => {
     const failing: AsyncIterable<Uint8Array> = {
       async *[Symbol.asyncIterator]() {

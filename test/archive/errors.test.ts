@@ -200,6 +200,16 @@ describe('content(): valid until the next member is pulled', () => {
     expect(events[at + 2]).toBe('pulled data/secret.txt');
   });
 
+  it('members nobody reads are skipped, at every nesting level', async () => {
+    const paths: string[] = [];
+    for await (const e of archiveEntries(createReadStream(fixture('nested.tar')), { name: 'nested.tar', nested: true })) paths.push(e.path);
+    expect(paths).toEqual(['inner.zip!deep.tar!deep', 'inner.zip!deep.tar!deep/deep.txt', 'inner.zip!note.txt', 'packed.tar.gz!p.txt', 'plain.txt.gz', 'readme.txt']);
+    // members larger than what the archive probe looks at (data/numbers.txt: 28 KB)
+    const tree: string[] = [];
+    for await (const e of archiveEntries(createReadStream(fixture('tree.tar.gz')), { name: 'tree.tar.gz', nested: true })) tree.push(e.path);
+    expect(tree).toContain('hello.txt');
+  });
+
   it('an opened content that is cancelled lets the next member through', async () => {
     const paths: string[] = [];
     for await (const e of archiveEntries(createReadStream(fixture('tree.zip')), { name: 'tree.zip' })) {
