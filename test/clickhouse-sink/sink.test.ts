@@ -116,6 +116,7 @@ describe.each(backends)('clickhouse sink on %s', (_label, open) => {
     expect(c.distinct).toBe(300);
     expect(c.final).toBe(300);
     const features = await backend.store.features();
+    process.stderr.write(`[lost answer ${backend.name}] batches ${spy.insertSizes.join(',')}; rows inserted ${c.inserted}, count() ${c.rows}, uniqExact ${c.distinct}, FINAL ${c.final}\n`);
     const tokens = spy.insertSettings.map((s) => s.insert_deduplication_token);
     if (features.insertDeduplicationToken) {
       // the retry carried the same token as the attempt that went through: the server dropped it
