@@ -136,7 +136,17 @@ export class EngineMetrics {
 
   /** The source produced one item standing for `bytes` bytes (0 when unknown). */
   itemReceived(bytes: number): void {
-    this.receivedEvents.inc(this.source, 1);
+    this.itemsReceived(1, bytes);
+  }
+
+  /**
+   * The source produced `count` items standing for `bytes` bytes in all. The runner
+   * counts on its hot path with plain numbers and reports here in bulk, because each
+   * prom-client update costs ~0.3 µs of label hashing.
+   */
+  itemsReceived(count: number, bytes: number): void {
+    const c = usable(count);
+    if (c) this.receivedEvents.inc(this.source, c);
     const n = usable(bytes);
     if (n) this.receivedBytes.inc(this.source, n);
   }

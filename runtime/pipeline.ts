@@ -128,8 +128,20 @@ export interface PipelineDefinition<S extends ParamsSchema, In, Out> {
   readonly sinks: (ctx: PipelineContext<z.infer<S>>) => ReadonlyArray<Sink<Out>>;
   /** what happens to an item that fails permanently; default `fail` */
   readonly onError?: ErrorPolicy;
-  /** items in flight at most (pulled, not yet acknowledged); default 64 */
+  /**
+   * items in flight at most (pulled, not yet acknowledged); default 1000. A sink's batch
+   * can only hold records of items in flight, so keep this at least the batch size for
+   * full batches, and lower it when items are heavy (open files, large bodies).
+   */
   readonly maxInFlight?: number;
+  /**
+   * the transform emits all of an item's records synchronously while it receives the
+   * item's value (map, filter, mergeMap over arrays, no promises or timers): the runner
+   * then keeps one subscription for the whole run instead of one per item, several times
+   * cheaper per item. A record emitted later fails the run; transient transform errors are
+   * not retried in this mode.
+   */
+  readonly syncTransform?: boolean;
   /** cron expression of the default schedule (used by the daemon) */
   readonly schedule?: string;
   /** the ClickHouse tables this pipeline writes: `pipeline migrate` creates and extends them */

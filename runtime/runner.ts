@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Registry } from 'prom-client';
-import { of, type OperatorFunction, type Subscription } from 'rxjs';
+import { finalize, of, Subject, type OperatorFunction, type Subscription } from 'rxjs';
 import type { z } from 'zod';
 import { backoffDelay, delayFor, type BackoffOptions } from './backoff.ts';
 import type { ClickHouseStore } from './clickhouse/store.ts';
@@ -76,6 +76,8 @@ export interface RunOptions {
 
 const DEFAULT_BATCH: Required<Pick<BatchPolicy, 'maxRecords' | 'maxDelayMs'>> = { maxRecords: 1000, maxDelayMs: 1000 };
 const MAX_RECORDED_ERRORS = 20;
+/** as many items as the default batch has records, so 1-record items can fill a batch */
+export const DEFAULT_MAX_IN_FLIGHT = 1000;
 
 /** An item in flight: counts the sink acceptances it still waits for. */
 class Ticket {
@@ -124,7 +126,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   const declared = typeof pipeline.permissions === 'function' ? pipeline.permissions({ params }) : pipeline.permissions ?? {};
   const permissions = new Permissions(declared, options.allow ?? {});
   const onError: ErrorPolicy = options.onError ?? pipeline.onError ?? 'fail';
-  const maxInFlight = Math.max(1, options.maxInFlight ?? pipeline.maxInFlight ?? 64);
+  const maxInFlight = Math.max(1, options.maxInFlight ?? pipeline.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
   const retry = { maxAttempts: 5, initialDelayMs: 200, maxDelayMs: 30_000, ...options.retry };
 
   // stop: graceful (no more pulls); kill: abandon in-flight work
@@ -200,6 +202,21 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   let pullerBlocked = false;
   const lanes: SinkLane<unknown>[] = [];
   const live = new Set<Ticket>();
+  let lastLatencySample = -Infinity;
+  let filtered = 0;
+
+  // engine metrics in bulk: the hot path counts with plain numbers, this pushes the deltas
+  const synced = { items: 0, bytes: 0, records: 0, filtered: 0 };
+  const syncMetrics = () => {
+    metrics.itemsReceived(counts.items - synced.items, counts.bytes - synced.bytes);
+    metrics.recordsEmitted(counts.records - synced.records);
+    if (filtered > synced.filtered) metrics.discarded('transform', 'transform', filtered - synced.filtered, 'filtered');
+    metrics.setInFlight(inFlight);
+    synced.items = counts.items;
+    synced.bytes = counts.bytes;
+    synced.records = counts.records;
+    synced.filtered = filtered;
+  };
 
   const settle = (ticket: Ticket) => {
     if (ticket.finished || !ticket.transformDone || ticket.pending > 0) return;
@@ -207,8 +224,13 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
     live.delete(ticket);
     inFlight--;
     counts.itemsDone++;
-    metrics.setInFlight(inFlight);
-    metrics.itemDone((performance.now() - ticket.startedAt) / 1000);
+    // the latency histogram is sampled (at most one item per millisecond): a prom-client
+    // update per item would cost more than the rest of the runner's per-item work
+    const now = performance.now();
+    if (now - lastLatencySample >= 1) {
+      lastLatencySample = now;
+      metrics.itemDone((now - ticket.startedAt) / 1000);
+    }
     const item = ticket.item;
     try {
       const done = ticket.failed ? undefined : item.ack?.();
@@ -254,6 +276,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
       onAccepted: (n, bytes) => {
         counts.recordsBySink[sink.name] = (counts.recordsBySink[sink.name] ?? 0) + n;
         metrics.sinkSent(sink.name, sink.kind, n, bytes);
+        syncMetrics();
       },
       onRetry: (err, attempt, delayMs) => {
         counts.retries++;
@@ -279,46 +302,97 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
       for (const lane of lanes) lane.push(value, ticket);
     };
 
+    const transformFailed = (ticket: Ticket, err: unknown) => {
+      const kind = classifyError(err);
+      // retry only an item that has not emitted yet, so no record is written twice
+      if (kind === 'transient' && ticket.records === 0 && ticket.attempts < retry.maxAttempts && !stop.signal.aborted && !pipeline.syncTransform) {
+        const delay = retryDelay(ticket.attempts, retry, err);
+        ticket.attempts++;
+        counts.retries++;
+        noteError(err, 'transform', ticket.item.id, 'transient');
+        delayFor(delay, stop.signal).then(() => runTransform(ticket), () => {
+          failItem(ticket, err, 'transform');
+          ticket.transformDone = true;
+          settle(ticket);
+        });
+        return;
+      }
+      failItem(ticket, err, 'transform');
+      ticket.transformDone = true;
+      settle(ticket);
+    };
+
+    const transformDone = (ticket: Ticket) => {
+      if (ticket.records === 0) filtered++;
+      ticket.transformDone = true;
+      if (pullerBlocked) scheduleFlush();
+      settle(ticket);
+    };
+
+    /** One item's inner subscription; a class, so an item costs no closures. */
+    class ItemObserver {
+      constructor(private readonly ticket: Ticket) {}
+      next(value: unknown) { emit(this.ticket, value); }
+      error(err: unknown) { transformFailed(this.ticket, err); }
+      complete() { transformDone(this.ticket); }
+    }
+
+    // `syncTransform`: one subscription for the whole run; every record the transform
+    // emits while an item's value is pushed belongs to that item
+    let shared: { subject: Subject<unknown>; current: Ticket | undefined; broken: boolean; ended: Promise<void> } | undefined;
+    const openShared = () => {
+      let ended!: () => void;
+      const state = {
+        subject: new Subject<unknown>(),
+        current: undefined as Ticket | undefined,
+        broken: false,
+        ended: new Promise<void>((resolve) => { ended = resolve; }),
+      };
+      transform!(state.subject).pipe(finalize(() => ended())).subscribe({
+        next: (value) => {
+          if (state.current) {
+            emit(state.current, value);
+            return;
+          }
+          const err = new FatalError(`${pipeline.name}: the transform emitted a record after its item was done, which syncTransform does not allow`, { hint: 'remove syncTransform from the pipeline: its transform has asynchronous operators' });
+          if (fatal === undefined) noteError(err, 'transform', undefined, 'fatal');
+          failRun(err);
+        },
+        error: (err) => {
+          state.broken = true;
+          if (state.current) failItem(state.current, err, 'transform');
+          else {
+            noteError(err, 'transform', undefined, 'fatal');
+            failRun(err);
+          }
+        },
+        complete: () => { state.broken = true; },
+      });
+      return state;
+    };
+
     const runTransform = (ticket: Ticket) => {
       const data = ticket.item.data;
       if (!transform) {
         emit(ticket, data);
-        metrics.recordsEmitted(1);
         ticket.transformDone = true;
         settle(ticket);
         return;
       }
-      let emitted = 0;
-      ticket.subscription = transform(of(data)).subscribe({
-        next: (value) => { emitted++; emit(ticket, value); },
-        error: (err) => {
-          if (emitted) metrics.recordsEmitted(emitted);
-          const kind = classifyError(err);
-          // retry only an item that has not emitted yet, so no record is written twice
-          if (kind === 'transient' && ticket.records === 0 && ticket.attempts < retry.maxAttempts && !stop.signal.aborted) {
-            const delay = retryDelay(ticket.attempts, retry, err);
-            ticket.attempts++;
-            counts.retries++;
-            noteError(err, 'transform', ticket.item.id, 'transient');
-            delayFor(delay, stop.signal).then(() => runTransform(ticket), () => {
-              failItem(ticket, err, 'transform');
-              ticket.transformDone = true;
-              settle(ticket);
-            });
-            return;
-          }
-          failItem(ticket, err, 'transform');
+      if (pipeline.syncTransform) {
+        if (!shared || shared.broken) shared = openShared();
+        shared.current = ticket;
+        shared.subject.next(data);
+        shared.current = undefined;
+        if (ticket.failed) {
           ticket.transformDone = true;
           settle(ticket);
-        },
-        complete: () => {
-          if (emitted) metrics.recordsEmitted(emitted);
-          else metrics.discarded('transform', 'transform', 1, 'filtered');
-          ticket.transformDone = true;
-          if (pullerBlocked) scheduleFlush();
-          settle(ticket);
-        },
-      });
+        } else {
+          transformDone(ticket);
+        }
+        return;
+      }
+      ticket.subscription = transform(of(data)).subscribe(new ItemObserver(ticket));
     };
 
     // while the puller waits for a free slot, partial batches must go out, or the
@@ -333,26 +407,40 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
       });
     };
 
-    let progressTimer: NodeJS.Timeout | undefined;
-    if (options.onProgress) {
-      const report = options.onProgress;
-      progressTimer = setInterval(() => report(counts, inFlight), options.progressIntervalMs ?? 250);
-      progressTimer.unref();
-    }
+    const report = options.onProgress;
+    const progressTimer = setInterval(() => {
+      syncMetrics();
+      report?.(counts, inFlight);
+    }, options.progressIntervalMs ?? 250);
+    progressTimer.unref();
+    // one listener for the whole run (a listener per wait would pile up on the signal)
+    stop.signal.addEventListener('abort', () => {
+      const wake = wakePuller;
+      wakePuller = undefined;
+      wake?.();
+    }, { once: true });
 
     const source = await pipeline.source(ctx);
     sourceIterator = Symbol.asyncIterator in source
       ? (source as AsyncIterable<unknown>)[Symbol.asyncIterator]()
       : (source as Iterable<unknown>)[Symbol.iterator]();
     let sequence = 0;
+    let lastYield = performance.now();
     try {
       while (!stop.signal.aborted) {
         if (inFlight >= maxInFlight) {
           pullerBlocked = true;
           for (const lane of lanes) lane.flush();
-          await new Promise<void>((resolve) => { wakePuller = resolve; stop.signal.addEventListener('abort', () => resolve(), { once: true }); });
+          await new Promise<void>((resolve) => { wakePuller = resolve; });
           pullerBlocked = false;
           continue;
+        }
+        // a source and sinks that never wait would keep the run in microtasks: give
+        // timers, signals, /metrics and heartbeats a turn every 10 ms
+        if (performance.now() - lastYield > 10) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          lastYield = performance.now();
+          if (stop.signal.aborted) break;
         }
         const next = await sourceIterator.next();
         if (next.done) break;
@@ -363,10 +451,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
         live.add(ticket);
         inFlight++;
         counts.items++;
-        const bytes = item.bytes ?? 0;
-        counts.bytes += bytes;
-        metrics.itemReceived(bytes);
-        metrics.setInFlight(inFlight);
+        counts.bytes += item.bytes ?? 0;
         if (item.error !== undefined) {
           failItem(ticket, item.error, 'source');
           ticket.transformDone = true;
@@ -401,8 +486,14 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
     } else {
       await drained;
     }
+    if (shared && !shared.broken) {
+      // end the shared stream: anything an operator still held comes out now (and, being
+      // outside any item, fails the run as it must)
+      shared.subject.complete();
+      await Promise.race([shared.ended, delayFor(options.stopGraceMs ?? 10_000, kill.signal).catch(() => undefined)]);
+    }
     clearInterval(flushLoop);
-    if (progressTimer) clearInterval(progressTimer);
+    clearInterval(progressTimer);
     await Promise.all(lanes.map((lane) => lane.drain()));
   } catch (err) {
     noteError(err, 'run', undefined, 'fatal');
@@ -429,6 +520,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   record.status = finalStatus;
   record.endedAt = new Date().toISOString();
   record.durationMs = Math.round(performance.now() - started);
+  syncMetrics();
   metrics.runFinished(record.durationMs / 1000, finalStatus);
   await runStore.save(record);
   return record;

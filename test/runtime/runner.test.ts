@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { filter, mergeMap, from, map } from 'rxjs';
+import { delay, filter, mergeMap, from, map, of, pipe } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { PermanentError, TransientError } from '../../runtime/errors.ts';
@@ -342,5 +342,95 @@ describe('stopping', () => {
     // everything pulled before the stop was flushed to the sink
     expect(sink.written.length).toBe(record.counts.items);
     expect(sink.written.length).toBeGreaterThanOrEqual(20);
+  });
+});
+
+describe('syncTransform: one subscription for the run', () => {
+  it('attributes each record to its item, acks after the write, and counts filtered items', async () => {
+    const sink = memorySink<{ n: number; copy: number }>('s', { maxRecords: 7 });
+    const acked: number[] = [];
+    const violations: string[] = [];
+    const pipeline = definePipeline({
+      name: 'sync-fast',
+      description: 'test',
+      params: z.object({}),
+      syncTransform: true,
+      source: () => Array.from({ length: 100 }, (_, n) => item(`n${n}`, n, {
+        ack: () => {
+          acked.push(n);
+          const expected = n % 3 === 0 ? 0 : 2;
+          const have = sink.written.filter((r) => r.n === n).length;
+          if (have !== expected) violations.push(`item ${n} acked with ${have} of ${expected} records written`);
+        },
+      })),
+      transform: () => pipe(
+        filter((n: number) => n % 3 !== 0),
+        mergeMap((n: number) => [{ n, copy: 0 }, { n, copy: 1 }]),
+      ),
+      sinks: () => [sink.sink],
+    });
+    const record = await runPipeline({ pipeline, maxInFlight: 10, stateDir: await tempState(), log: quiet });
+    expect(record.status).toBe('succeeded');
+    expect(violations).toEqual([]);
+    expect(acked).toHaveLength(100);
+    expect(sink.written).toHaveLength(2 * 66);
+    expect(record.counts.records).toBe(2 * 66);
+  });
+
+  it('an error fails only its item and the transform goes on for the next ones', async () => {
+    const sink = memorySink<number>('s');
+    const pipeline = definePipeline({
+      name: 'sync-error',
+      description: 'test',
+      params: z.object({}),
+      syncTransform: true,
+      onError: 'skip',
+      source: () => [1, 2, 3, 4, 5].map((n) => item(`n${n}`, n)),
+      transform: () => map((n: number) => {
+        if (n === 3) throw new PermanentError('three is bad');
+        return n * 10;
+      }),
+      sinks: () => [sink.sink],
+    });
+    const record = await runPipeline({ pipeline, stateDir: await tempState(), log: quiet });
+    expect(sink.written.sort((a, b) => a - b)).toEqual([10, 20, 40, 50]);
+    expect(record.errors.map((e) => e.item)).toEqual(['n3']);
+    expect(record.counts.skipped).toBe(1);
+  });
+
+  it('an asynchronous operator under syncTransform fails the run with a message saying so', async () => {
+    const sink = memorySink<number>('s');
+    const pipeline = definePipeline({
+      name: 'sync-misused',
+      description: 'test',
+      params: z.object({}),
+      syncTransform: true,
+      source: () => [1, 2, 3],
+      transform: () => mergeMap((n: number) => of(n).pipe(delay(1))),
+      sinks: () => [sink.sink],
+    });
+    const record = await runPipeline({ pipeline, stateDir: await tempState(), log: quiet, stopGraceMs: 200 });
+    expect(record.status).toBe('failed');
+    expect(record.errors[0]!.message).toContain('remove syncTransform');
+  });
+});
+
+describe('event loop', () => {
+  it('a run whose source and sink never wait still lets timers fire (a timed stop is honoured)', async () => {
+    const stop = new AbortController();
+    let ticks = 0;
+    const timer = setInterval(() => { ticks++; }, 5);
+    setTimeout(() => stop.abort(new Error('timed stop')), 100);
+    const pipeline = definePipeline({
+      name: 'busy',
+      description: 'test',
+      params: z.object({}),
+      source: async function* () { for (let i = 0; ; i++) yield i; },
+      sinks: () => [{ name: 'null', kind: 'null', write: () => undefined } satisfies Sink<number>],
+    });
+    const record = await runPipeline({ pipeline, signal: stop.signal, stateDir: await tempState(), log: quiet });
+    clearInterval(timer);
+    expect(record.status).toBe('interrupted');
+    expect(ticks).toBeGreaterThan(3);
   });
 });
