@@ -226,10 +226,12 @@ export class FaultyServer {
       res.writeHead(status, headers);
       for (const chunk of answer.chunks) {
         if (res.destroyed) return;
-        res.write(chunk);
+        // wait until the chunk is handed to the socket, so a cut comes after it, not before
+        await new Promise<void>((resolve) => res.write(chunk, () => resolve()));
         if (answer.chunkDelayMs) await sleep(answer.chunkDelayMs);
       }
       if (answer.cutAfterChunks) {
+        await sleep(20);
         req.socket.destroy();
         return;
       }
