@@ -56,15 +56,11 @@ export class ContentLease {
         hint: 'an archive member can be read once; tee the stream if two readers need it',
       });
     }
+    // open() may throw (a directory, a hard link, a member that cannot be read): then
+    // nothing was opened, and a later call throws the same
+    const inner = this.open().getReader();
     this.state = 'open';
     this.finished = new Promise<void>((resolve) => { this.finish = resolve; });
-    let inner: ReadableStreamDefaultReader<Uint8Array>;
-    try {
-      inner = this.open().getReader();
-    } catch (err) {
-      this.settle();
-      throw err;
-    }
     this.inner = inner;
     return new ReadableStream<Uint8Array>(
       {

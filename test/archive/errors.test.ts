@@ -168,8 +168,13 @@ describe('content(): valid until the next member is pulled', () => {
     expect(() => first!.content()).toThrow(/bin\/run\.sh: content\(\) called after the next archive member was read/);
   });
 
-  it('a second content() throws', async () => {
+  it('a second content() throws; a member without content says why, every time', async () => {
     for await (const e of archiveEntries(createReadStream(fixture('tree.tar')), { name: 'tree.tar' })) {
+      if (e.path === 'bin' || e.path === 'link-to-hello' || e.path === 'data/zz-hardlink-to-numbers') {
+        const why = e.path === 'bin' ? /tree\.tar!bin is a directory/ : e.path === 'link-to-hello' ? /is a symlink to hello\.txt/ : /is a hard link to \.\/data\/numbers\.txt/;
+        expect(() => e.content()).toThrow(why);
+        expect(() => e.content()).toThrow(why);
+      }
       if (e.path !== 'hello.txt') continue;
       const stream = e.content();
       expect(() => e.content()).toThrow(/content\(\) called a second time/);
