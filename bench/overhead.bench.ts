@@ -105,6 +105,8 @@ async function sluice(maxInFlight: number, stateDir: string): Promise<SluiceRun>
     params: z.object({}),
     source: () => smalls(RECORDS, deadline),
     transform: () => pipe(map(addDouble), filter(keep)),
+    // map and filter emit synchronously: the documented fast path (one subscription per run)
+    syncTransform: true,
     sinks: () => [nullSink],
     maxInFlight,
   });

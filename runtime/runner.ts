@@ -88,9 +88,24 @@ class Ticket {
   records = 0;
   attempts = 1;
   subscription?: Subscription;
-  readonly startedAt = performance.now();
+  /** set for the items whose latency is sampled for the histogram (1 in LATENCY_SAMPLE) */
+  startedAt = -1;
   constructor(readonly item: Item<unknown>) {}
 }
+
+/** A source value without an identity: its id (`#<n>`) is made only when something asks. */
+class PlainItem implements Item<unknown> {
+  constructor(readonly data: unknown, private readonly sequence: number) {}
+  get id(): string {
+    return `#${this.sequence}`;
+  }
+}
+
+/**
+ * One item in this many has its latency observed: a prom-client update per item would
+ * cost more than the rest of the runner's per-item work.
+ */
+const LATENCY_SAMPLE = 64;
 
 export function newRunId(now = new Date()): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${randomBytes(4).toString('hex')}`;
@@ -202,7 +217,6 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   let pullerBlocked = false;
   const lanes: SinkLane<unknown>[] = [];
   const live = new Set<Ticket>();
-  let lastLatencySample = -Infinity;
   let filtered = 0;
 
   // engine metrics in bulk: the hot path counts with plain numbers, this pushes the deltas
@@ -224,13 +238,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
     live.delete(ticket);
     inFlight--;
     counts.itemsDone++;
-    // the latency histogram is sampled (at most one item per millisecond): a prom-client
-    // update per item would cost more than the rest of the runner's per-item work
-    const now = performance.now();
-    if (now - lastLatencySample >= 1) {
-      lastLatencySample = now;
-      metrics.itemDone((now - ticket.startedAt) / 1000);
-    }
+    if (ticket.startedAt >= 0) metrics.itemDone((performance.now() - ticket.startedAt) / 1000);
     const item = ticket.item;
     try {
       const done = ticket.failed ? undefined : item.ack?.();
@@ -437,7 +445,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
         }
         // a source and sinks that never wait would keep the run in microtasks: give
         // timers, signals, /metrics and heartbeats a turn every 10 ms
-        if (performance.now() - lastYield > 10) {
+        if ((sequence & 255) === 0 && performance.now() - lastYield > 10) {
           await new Promise<void>((resolve) => setImmediate(resolve));
           lastYield = performance.now();
           if (stop.signal.aborted) break;
@@ -446,8 +454,9 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
         if (next.done) break;
         const raw = next.value;
         sequence++;
-        const item: Item<unknown> = isTaggedItem(raw) ? raw : { id: `#${sequence}`, data: raw };
+        const item: Item<unknown> = isTaggedItem(raw) ? raw : new PlainItem(raw, sequence);
         const ticket = new Ticket(item);
+        if (sequence % LATENCY_SAMPLE === 1) ticket.startedAt = performance.now();
         live.add(ticket);
         inFlight++;
         counts.items++;
@@ -570,6 +579,7 @@ class SinkLane<R> {
   private tickets: Ticket[] = [];
   private bytes = 0;
   private writing: Promise<void> | undefined;
+  private flushRequested = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly maxRecords: number;
   private readonly maxBytes: number;
@@ -596,7 +606,13 @@ class SinkLane<R> {
   }
 
   flush(): void {
-    if (this.writing || this.records.length === 0) return;
+    if (this.records.length === 0) return;
+    if (this.writing) {
+      // asked while a write is out: go as soon as it is back, not after maxDelayMs
+      this.flushRequested = true;
+      return;
+    }
+    this.flushRequested = false;
     if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
     // never more than maxRecords in one write, even when records piled up behind a slow one
     let records: R[], tickets: Ticket[], bytes: number;
@@ -616,7 +632,7 @@ class SinkLane<R> {
     }
     this.writing = this.write(records, tickets, bytes).finally(() => {
       this.writing = undefined;
-      if (this.records.length >= this.maxRecords || this.bytes >= this.maxBytes) this.flush();
+      if (this.flushRequested || this.records.length >= this.maxRecords || this.bytes >= this.maxBytes) this.flush();
       else if (this.records.length && !this.timer) this.timer = setTimeout(() => { this.timer = undefined; this.flush(); }, this.maxDelayMs);
     });
   }
@@ -656,10 +672,19 @@ class SinkLane<R> {
 
   /** Resolves to undefined when written, or to the error that ended the retries. */
   private async writeWithRetry(records: R[], tickets: Ticket[], bytes: number): Promise<unknown> {
-    const itemIds = [...new Set(tickets.map((t) => t.item.id))];
+    // item ids only when a sink asks (most do not): making them costs per record
+    let itemIds: string[] | undefined;
+    const signal = this.hooks.signal;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.sink.write(records, { signal: this.hooks.signal, itemIds, attempt });
+        await this.sink.write(records, {
+          signal,
+          attempt,
+          get itemIds() {
+            itemIds ??= [...new Set(tickets.map((t) => t.item.id))];
+            return itemIds;
+          },
+        });
         this.hooks.onAccepted(records.length, bytes);
         return undefined;
       } catch (err) {
