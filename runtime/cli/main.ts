@@ -7,6 +7,8 @@ import { UsageError } from './args.ts';
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(argv: string[]): Promise<number> }> }> = {
   pipeline: { summary: 'run, list, check pipelines; list runs', load: () => import('./pipeline-command.ts') },
   query: { summary: 'run SQL against the ClickHouse store', load: () => import('./query-command.ts') },
+  serve: { summary: 'the daemon: run pipelines when trigger messages arrive (RabbitMQ)', load: () => import('./serve-command.ts') },
+  fire: { summary: 'publish a trigger message; --wait for its result', load: () => import('./fire-command.ts') },
 };
 
 function usage(): string {
