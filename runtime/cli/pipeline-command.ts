@@ -255,6 +255,10 @@ async function runCommand(name: string, argv: string[]): Promise<number> {
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client names these gauges `_total`, which promtool rejects (counters only)
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
   const metricsPort = flagNumber(args, 'metrics-port');
   const metricsServer = metricsPort !== undefined ? await serveMetrics(registry, { port: metricsPort }) : undefined;
   if (metricsServer) log.info(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -42,7 +42,7 @@ describe('pipeline list, check, --help', () => {
   it('check passes on valid pipelines and fails naming the broken file', async () => {
     const ok = await cli(['pipeline', 'check']);
     expect(ok.code).toBe(0);
-    expect(ok.stdout).toContain('3 of 3 pipelines ok');
+    expect(ok.stdout).toContain('4 of 4 pipelines ok');
     const bad = await cli(['pipeline', 'check'], { pipelines: BROKEN });
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/FAIL {2}misnamed: .*misnamed\.ts: name is "something-else" but the file is misnamed\.ts/);
@@ -61,7 +61,7 @@ describe('pipeline list, check, --help', () => {
   it('an unknown pipeline names the known ones', async () => {
     const r = await cli(['pipeline', 'nope']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/no pipeline "nope" in .*; known pipelines: fetch, readfile, ticker/);
+    expect(r.stderr).toMatch(/no pipeline "nope" in .*; known pipelines: fetch, hang, readfile, ticker/);
   });
 });
 
@@ -127,6 +127,68 @@ describe('stopping with signals', () => {
   }
 });
 
+describe('a second Ctrl-C', () => {
+  it('aborts at once instead of waiting for in-flight items', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-int2-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'runtime/cli/main.ts'), 'pipeline', 'hang', '--state-dir', dir], {
+      cwd: ROOT, env: { ...process.env, SLUICE_PIPELINES_DIR: GOOD }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let sentSecond = false;
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (!sentSecond && stderr.includes('SIGINT: stopping')) { sentSecond = true; child.kill('SIGINT'); }
+    });
+    // the first Ctrl-C once the run is under way (its store is open and its item in flight)
+    const started = setInterval(() => child.kill('SIGINT'), 1500);
+    child.stderr.once('data', () => clearInterval(started));
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    clearInterval(started);
+    expect(code).toBe(130);
+    expect(stderr).toContain('SIGINT again: aborting now');
+    // the grace period (10 s) was not waited out: no summary was printed
+    expect(stderr).not.toMatch(/hang interrupted in/);
+  });
+});
+
+describe('logs and metrics outputs', () => {
+  it('--log-format json writes pino lines on stderr, one object each', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-json-'));
+    const r = await cli(['pipeline', 'ticker', '--log-format', 'json', '--state-dir', dir, '--param', 'count=3', '--param', 'delayMs=0'], { state: dir });
+    expect(r.code).toBe(0);
+    const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('{'));
+    expect(lines.length).toBeGreaterThan(0);
+    const finished = lines.map((l) => JSON.parse(l)).find((o) => o.msg === 'run finished');
+    expect(finished).toMatchObject({ level: 30, pipeline: 'ticker', status: 'succeeded', counts: { items: 3 } });
+  });
+
+  it('--metrics-port keeps serving /metrics after the run until Ctrl-C; the output passes promtool', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'sluice-port-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'runtime/cli/main.ts'), 'pipeline', 'ticker',
+      '--metrics-port', '0', '--state-dir', dir, '--param', 'count=5', '--param', 'delayMs=0'], {
+      cwd: ROOT, env: { ...process.env, SLUICE_PIPELINES_DIR: GOOD }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    const serving = new Promise<string>((resolve) => {
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        const m = /still serving (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(stderr);
+        if (m) resolve(m[1]!);
+      });
+    });
+    const closed = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    const url = await serving;
+    const body = await (await fetch(url)).text();
+    expect(body).toMatch(/sluice_runs_total\{pipeline="ticker",status="succeeded"\} 1/);
+    expect(body).toMatch(/sluice_component_sent_events_total\{pipeline="ticker",component_id="stdout",component_kind="sink",component_type="stdout"\} 5/);
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+    expect(check.status).toBe(0);
+    expect(check.stdout + check.stderr).toBe('');
+    child.kill('SIGINT');
+    expect(await closed).toBe(130);
+  });
+});
+
 describe('permissions', () => {
   let server: http.Server;
   let port = 0;
@@ -183,6 +245,9 @@ describe('the demo pipeline', () => {
     const prom = await readFile(path.join(dir, 'sluice.prom'), 'utf8');
     expect(prom).toMatch(new RegExp(`sluice_inventory_files_total ${records.length}\\b`));
     expect(prom).toMatch(/sluice_runs_total\{pipeline="inventory",status="succeeded"\} 1/);
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: prom, encoding: 'utf8' });
+    expect(lint.stdout + lint.stderr).toBe('');
+    expect(lint.status).toBe(0);
     // the rows are in the embedded ClickHouse, and the summary says how to look at them
     expect(r.stderr).toContain('npm run query -- "SELECT path, size, sha256 FROM inventory_files FINAL');
     const q = await cli(['query', '--state-dir', dir, '--format', 'json', "SELECT count() AS n, sum(size) AS bytes FROM inventory_files FINAL WHERE root = 'fixtures'"], { state: dir });

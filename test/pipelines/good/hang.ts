@@ -1,0 +1,14 @@
+// Test pipeline: its one item never finishes, for the second-Ctrl-C test.
+import { NEVER } from 'rxjs';
+import { z } from 'zod';
+import { definePipeline, item } from '../../../runtime/pipeline.ts';
+import { stdout } from '../../../sinks/stdout.ts';
+
+export default definePipeline({
+  name: 'hang',
+  description: 'One item whose transform never completes',
+  params: z.object({}),
+  source: () => [item('stuck', 1)],
+  transform: () => () => NEVER,
+  sinks: () => [stdout<number>()],
+});
