@@ -222,6 +222,10 @@ export class FaultyServer {
     }
     const headers: Record<string, string> = { ...answer.headers };
     const status = answer.status ?? 200;
+    if (answer.chunks && fault && !answer.cutAfterChunks) {
+      // a fault on the body applies to a streamed answer too: send it whole, then spoil it
+      answer = { ...answer, body: Buffer.concat(answer.chunks.map((c) => Buffer.from(c))), chunks: undefined };
+    }
     if (answer.chunks) {
       res.writeHead(status, headers);
       for (const chunk of answer.chunks) {
