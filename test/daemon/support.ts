@@ -209,6 +209,20 @@ export class Broker {
     }
   }
 
+  /** Publish many messages on one confirm channel and wait for all confirms. */
+  async publishMany(exchange: string, messages: { routingKey: string; body: string; options?: amqp.Options.Publish }[]): Promise<void> {
+    const ch = await this.model.createConfirmChannel();
+    ch.on('error', () => undefined);
+    try {
+      for (const m of messages) {
+        if (!ch.publish(exchange, m.routingKey, Buffer.from(m.body), { persistent: true, ...m.options })) await new Promise((r) => ch.once('drain', r));
+      }
+      await ch.waitForConfirms();
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
   /** Delete a test's queues and exchanges (missing ones are fine). */
   async cleanup(n: Names, extra: { queues?: string[]; exchanges?: string[] } = {}): Promise<void> {
     for (const q of [n.queue, n.retry, n.dead, ...(extra.queues ?? [])]) {
