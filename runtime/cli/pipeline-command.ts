@@ -9,6 +9,7 @@ import { openStore, storeConfigFromEnv } from '../clickhouse/open-store.ts';
 import { ClickHouseRunStore } from '../clickhouse/run-store.ts';
 import type { ClickHouseStore } from '../clickhouse/store.ts';
 import { runsTable, type TableDefinition } from '../clickhouse/table.ts';
+import { openStoreOrDaemon } from '../daemon/query-client.ts';
 import { describeError, SluiceError } from '../errors.ts';
 import { GuardedFs } from '../guarded-fs.ts';
 import { createLogger, type LogFormat } from '../log.ts';
@@ -160,7 +161,8 @@ async function checkCommand(): Promise<number> {
 
 async function runsCommand(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { pipeline: { value: true }, limit: { value: true }, format: { value: true }, 'state-dir': { value: true }, 'clickhouse-url': { value: true } });
-  const store = await openConfiguredStore(args);
+  // while a daemon holds the embedded store, read the runs through its query endpoint
+  const store = await openStoreOrDaemon(storeConfigFromEnv(process.env, { url: flagString(args, 'clickhouse-url') }), { stateDir: stateDirOf(args) });
   let runs: RunRecord[];
   try {
     runs = await new ClickHouseRunStore(store).list({ pipeline: flagString(args, 'pipeline'), limit: flagNumber(args, 'limit') ?? 20 });

@@ -13,7 +13,8 @@
  */
 import path from 'node:path';
 import { describeError } from '../errors.ts';
-import { openStore, storeConfigFromEnv } from '../clickhouse/open-store.ts';
+import { storeConfigFromEnv } from '../clickhouse/open-store.ts';
+import { openStoreOrDaemon } from '../daemon/query-client.ts';
 import type { ClickHouseStore } from '../clickhouse/store.ts';
 import { flagString, parseArgs, UsageError } from './args.ts';
 
@@ -48,7 +49,8 @@ export async function main(argv: string[]): Promise<number> {
   const stateDir = path.resolve(flagString(args, 'state-dir') ?? process.env.SLUICE_STATE_DIR ?? '.sluice');
   let store: ClickHouseStore | undefined;
   try {
-    store = await openStore(storeConfigFromEnv(process.env, { url: flagString(args, 'clickhouse-url') }), { stateDir });
+    // while a daemon holds the embedded store, its read-only query endpoint answers instead
+    store = await openStoreOrDaemon(storeConfigFromEnv(process.env, { url: flagString(args, 'clickhouse-url') }), { stateDir });
     process.stdout.write(await run(store, sql, format));
     return 0;
   } catch (err) {
