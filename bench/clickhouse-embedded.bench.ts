@@ -13,10 +13,12 @@
  *   itself, whoever inserts) plus the sluice run.
  *
  * The rows: sluice's source makes them as it is pulled (pages of 1000 rows, one item
- * per page), with `Date` values for the DateTime column; the file holds the same rows.
+ * per page; `syncTransform`; `maxInFlight` pages in flight, default 100: two of the
+ * sink's 50 000-row batches), with `Date` values for the DateTime column; the file
+ * holds the same rows.
  * Both tables must end with 1,000,000 rows and the same sums, or the bench fails.
  *
- * Env: BENCH_ROWS; BENCH_REPEAT (default 2: best of each); BENCH_MAX_ROWS (the sink's
+ * Env: BENCH_ROWS; BENCH_REPEAT (default 2: best of each); BENCH_MAX_IN_FLIGHT; BENCH_MAX_ROWS (the sink's
  * maxRows, to find out where the time goes).
  */
 import { createWriteStream } from 'node:fs';
@@ -39,6 +41,7 @@ const BENCH = 'clickhouse-embedded';
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 2);
 const PAGE = 1000;
+const IN_FLIGHT = Number(process.env.BENCH_MAX_IN_FLIGHT ?? 100);
 const TARGET = 0.5;
 const MAX_ROWS = process.env.BENCH_MAX_ROWS ? Number(process.env.BENCH_MAX_ROWS) : undefined;
 
@@ -104,7 +107,10 @@ async function sluice(table: string): Promise<number> {
       }
     },
     transform: () => mergeMap((page: Row[]) => page),
+    syncTransform: true,
     sinks: () => [clickhouse(def, MAX_ROWS ? { maxRows: MAX_ROWS } : {})],
+    // items are pages of 1000 rows: 100 in flight is two of the sink's 50 000-row batches
+    maxInFlight: IN_FLIGHT,
   });
   const t0 = performance.now();
   const run = await runPipeline({ pipeline, stateDir: path.join(tmp, 'state'), log: createLogger({ level: 'warn' }), openStore: async () => store, keepStoreOpen: true });
