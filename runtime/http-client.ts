@@ -245,6 +245,7 @@ export class HttpClient {
   private readonly ownsDispatcher: boolean;
   private readonly perHost: number;
   private readonly connectTimeoutMs: number;
+  private readonly allowedOrigins = new Set<string>();
   /** pools for requests that ask for another connect deadline than the client's */
   private readonly byConnectTimeout = new Map<number, Agent>();
   private readonly sizeCaps: Readonly<Record<string, number>>;
@@ -352,6 +353,18 @@ export class HttpClient {
 
   // ---- internals ---------------------------------------------------------------------
 
+  /**
+   * The run's `net` permission for this URL. Allowed origins are remembered (a client's
+   * permissions never change), so a scrape of hundreds of hosts does not walk the
+   * allow-list on every request; a refusal is checked (and thrown) every time.
+   */
+  private checkNet(target: URL): void {
+    const origin = `${target.protocol}//${target.host}`;
+    if (this.allowedOrigins.has(origin)) return;
+    this.permissions.checkNet(target, target.href);
+    this.allowedOrigins.add(origin);
+  }
+
   private newAgent(connectTimeoutMs: number): Agent {
     return new Agent({ connections: this.perHost, keepAliveTimeout: 10_000, connect: { timeout: connectTimeoutMs } });
   }
@@ -389,7 +402,7 @@ export class HttpClient {
   private async open(url: string, options: HttpRequestOptions, method: string, deadline: number, attempt: number): Promise<Opened> {
     let target = new URL(url);
     for (let redirects = 0; ; redirects++) {
-      this.permissions.checkNet(target, target.href);
+      this.checkNet(target);
       const opened = await this.openOne(target, options, method, deadline, attempt);
       const location = header(opened.headers, 'location');
       if (REDIRECTS.has(opened.status) && location && redirects < (options.maxRedirects ?? 3)) {

@@ -15,6 +15,10 @@
  * - the GeoAPI of the first repository (by name) on a Stratum 1, asked to order the
  *   configured hosts; Stratum 0 servers are not asked (status 0, as the old exporter).
  *
+ * gzip is asked for where it pays (the index, meta.json); the per-repository files and
+ * the GeoAPI answer are a few hundred bytes, where compressing costs both sides more
+ * than it saves.
+ *
  * Repositories: those the index lists, minus `ignoredRepos`, plus `forcedRepos` (forced
  * beats ignored; a forced repository is scraped even when the index does not list it);
  * with `forcedOnly`, just the forced ones. Sorted by name.
@@ -299,7 +303,7 @@ export async function scrapeServer(
     result.geoapi.repository = first.name;
     result.geoapi.url = url;
     try {
-      const res = await http.request(url, req('geoapi'));
+      const res = await http.request(url, req('geoapi', { decompress: false }));
       bytes += res.body.length;
       const answer = parseGeoAnswer(res.body.toString('utf8'), options.geoapi.hosts.length);
       if (!answer) throw contentError(url, `GeoAPI answer ${JSON.stringify(res.body.subarray(0, 80).toString('utf8'))} is not an order of ${options.geoapi.hosts.length} hosts`);
@@ -324,7 +328,7 @@ export async function scrapeServer(
     await Promise.all([
       (async () => {
         try {
-          const res = await http.request(manifestUrl, req('manifest'));
+          const res = await http.request(manifestUrl, req('manifest', { decompress: false }));
           bytes += res.body.length;
           repo.manifest = parseManifest(res.body, manifestUrl);
           repo.ok = true;
@@ -334,7 +338,7 @@ export async function scrapeServer(
       })(),
       (async () => {
         try {
-          const res = await http.request(statusUrl, req('status', { okStatus: [403, 404], headers: { accept: 'application/json' } }));
+          const res = await http.request(statusUrl, req('status', { okStatus: [403, 404], headers: { accept: 'application/json' }, decompress: false }));
           bytes += res.body.length;
           if (res.status === 403 || res.status === 404) {
             repo.status = null;
