@@ -47,6 +47,8 @@ const MAX_KEY_LIST_CHARS = 200_000;
  * into one query. So `maxInFlight` bounds how many keys can share a query: with the
  * default 64 items in flight, a query carries up to 64 keys, at most every `maxWaitMs`.
  * An item whose transform emits many values (a listing) fills batches on its own.
+ * Values pass asynchronously (after their lookup), so a pipeline using `seen` cannot
+ * declare `syncTransform`.
  *
  * What it does not do: remember the keys that pass in this run (two values with the
  * same new key both pass; put {@link dedupeBy} in front for that), or see rows the

@@ -134,6 +134,34 @@ describe.each(backends)('clickhouse sink on %s', (_label, open) => {
     }
   });
 
+  it('a column dropped while the run goes on fails the run (a FatalError: every row would fail)', async () => {
+    const table = eventsTable();
+    let dropped = false;
+    const pipeline = definePipeline({
+      name: 'chsink-drift',
+      description: 'test',
+      params: z.object({}),
+      source: async function* () {
+        for (let i = 0; i < 400; i++) {
+          if (i === 200) {
+            // the first batches are in: take a column away under the sink
+            await backend.store.command(`ALTER TABLE ${quoteIdentifier(backend.store.database)}.${quoteIdentifier(table.name)} DROP COLUMN tags`);
+            dropped = true;
+          }
+          yield item(`e${i}`, event(i));
+        }
+      },
+      sinks: () => [clickhouse(table, { maxRows: 50, maxDelayMs: 10 })],
+      maxInFlight: 50,
+    });
+    const run = await runPipeline({ pipeline, stateDir: await tempState(), log: quiet, openStore: async () => backend.store, keepStoreOpen: true, retry: { initialDelayMs: 10 } });
+    expect(dropped).toBe(true);
+    expect(run.status).toBe('failed');
+    const fatal = run.errors.find((e) => e.kind === 'fatal');
+    expect(fatal?.message).toMatch(/clickhouse sink: .*tags/);
+    expect(fatal?.message).toMatch(/migrate/);
+  });
+
   it('a table missing a column of the definition fails the run on open, naming the column', async () => {
     const name = uniqueName('drifted');
     await backend.store.command(`CREATE TABLE ${quoteIdentifier(backend.store.database)}.${quoteIdentifier(name)} (key String, v UInt64) ENGINE = ReplacingMergeTree(v) ORDER BY key`);
