@@ -68,6 +68,15 @@ export async function listImage(file: string, options: ImageEntriesOptions & { d
   return { entries, byPath: new Map(entries.map((e) => [e.path, e])), sums, layers };
 }
 
+/** The bytes of one file of an image (read while its layer is open). */
+export async function fileOf(file: string, entryPath: string): Promise<Buffer> {
+  const ctx = fixtureContext();
+  for await (const e of imageEntries(ctx, await FileDevice.open(ctx, fixture(file), file), { name: file, path: fixture(file) })) {
+    if (e.path === entryPath) return await readStream(e.content());
+  }
+  throw new Error(`${file} has no ${entryPath}`);
+}
+
 /** The bytes of a fixture as a device in memory (for mutations). */
 export function memoryDevice(file: string, bytes = readFileSync(fixture(file))): BufferDevice {
   return new BufferDevice(file, bytes);
