@@ -56,9 +56,9 @@ import type { Logger } from '../../runtime/log.ts';
 import type { Sink, SinkWriteContext } from '../../runtime/pipeline.ts';
 
 export interface ClickHouseSinkOptions {
-  /** rows per INSERT at most; default 50 000 */
+  /** rows per INSERT at most; default 50 000, at most 1 000 000 */
   readonly maxRows?: number;
-  /** JSON bytes per INSERT, about; default 16 MiB */
+  /** JSON bytes per INSERT, about (estimated from string lengths); default and at most 16 MiB */
   readonly maxBytes?: number;
   /** insert a partial batch this long after its first row; default 1000 ms */
   readonly maxDelayMs?: number;
@@ -80,6 +80,7 @@ export interface ClickHouseSinkOptions {
 export const DEDUPLICATION_WINDOW = 1000;
 
 const DEFAULTS = { maxRows: 50_000, maxBytes: 16 * 1024 * 1024, maxDelayMs: 1000 } as const;
+const LIMITS = { maxRows: 1_000_000, maxBytes: 16 * 1024 * 1024 } as const;
 
 /** What `open` found out, for the writes of one run. */
 interface Prepared {
@@ -98,8 +99,18 @@ export function clickhouse<Row>(table: TableDefinition<Row>, options: ClickHouse
   const maxRows = options.maxRows ?? DEFAULTS.maxRows;
   const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes;
   const maxDelayMs = options.maxDelayMs ?? DEFAULTS.maxDelayMs;
-  if (!(Number.isInteger(maxRows) && maxRows >= 1)) throw new FatalError(`clickhouse sink ${table.name}: maxRows must be a positive integer, got ${String(maxRows)}`);
-  if (!(maxBytes > 0)) throw new FatalError(`clickhouse sink ${table.name}: maxBytes must be > 0, got ${String(maxBytes)}`);
+  // a batch must stay one INSERT of one block: atomic (a failed batch wrote nothing, so
+  // splitting it to isolate a bad row writes nothing twice) and under one token
+  if (!(Number.isInteger(maxRows) && maxRows >= 1 && maxRows <= LIMITS.maxRows)) {
+    throw new FatalError(`clickhouse sink ${table.name}: maxRows must be an integer from 1 to ${LIMITS.maxRows}, got ${String(maxRows)}`, {
+      hint: 'ClickHouse cuts an INSERT into blocks of max_insert_block_size (1 048 576) rows, and a batch must stay one block',
+    });
+  }
+  if (!(maxBytes > 0 && maxBytes <= LIMITS.maxBytes)) {
+    throw new FatalError(`clickhouse sink ${table.name}: maxBytes must be > 0 and at most ${LIMITS.maxBytes} (16 MiB), got ${String(maxBytes)}`, {
+      hint: 'the size is estimated from string lengths; up to 16 MiB, even text of 3-byte characters stays under the 64 MiB the embedded store writes as one INSERT',
+    });
+  }
   if (!(maxDelayMs >= 0)) throw new FatalError(`clickhouse sink ${table.name}: maxDelayMs must be >= 0, got ${String(maxDelayMs)}`);
 
   const columns = Object.keys(table.columns);
