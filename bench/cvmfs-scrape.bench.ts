@@ -9,7 +9,9 @@
  * Target: at least 10x faster than the baseline and under 3 s. The ClickHouse history sink
  * is off (`history=false`): this measures the scrape, not chDB.
  *
- * value: the pipeline's wall time, s. baseline: the sequential scrape's wall time, s.
+ * value: the pipeline's wall time, s: the median of three scrapes run one after another
+ * (as exporter mode runs them; each run opens its own connections; `runs_s` lists all
+ * three, the first one colder). baseline: the sequential scrape's wall time, s.
  * ratio: baseline / value (≥ 10 meets the target). peak_rss_mb: this process's peak RSS
  * (the servers run in a child process, so it is the scraper's own).
  *
@@ -39,6 +41,7 @@ const REPOS = Number(process.env.BENCH_CVMFS_REPOS ?? 10);
 const DELAY_MS = Number(process.env.BENCH_CVMFS_DELAY_MS ?? 20);
 const BASELINE_WORKERS = Number(process.env.BENCH_CVMFS_BASELINE_WORKERS ?? 1);
 const TARGET_RATIO = 10;
+const RUNS = Number(process.env.BENCH_CVMFS_RUNS ?? 3);
 const TARGET_SECONDS = 3;
 const GEO_HOSTS = ['cvmfs-s1fnal.opensciencegrid.org', 'cvmfs-stratum-one.cern.ch', 'cvmfs-stratum-one.ihep.ac.cn'];
 
@@ -126,22 +129,28 @@ try {
     registry: new Registry(),
   });
 
-  const t0 = performance.now();
-  const run = await runPipeline({
-    pipeline,
-    params: { stratum1: servers.hosts, snapshot: path.join(stateDir, 'cvmfs.json'), history: false },
-    stateDir,
-    log: createLogger({ level: 'error' }),
-    registry: new Registry(),
-  });
-  const value = (performance.now() - t0) / 1000;
-  if (run.status !== 'succeeded') fail(BENCH, `the scrape ${run.status}: ${run.errors.map((e) => e.message).join('; ')}`);
-  const snapshot = JSON.parse(await fs.readFile(path.join(stateDir, 'cvmfs.json'), 'utf8')) as { servers: { ok: boolean; repositories: { ok: boolean }[] }[] };
-  const okRepos = snapshot.servers.flatMap((s) => s.repositories).filter((r) => r.ok).length;
-  if (snapshot.servers.length !== SERVERS || okRepos !== SERVERS * REPOS) {
-    fail(BENCH, `the scrape read ${okRepos} repositories on ${snapshot.servers.length} servers, expected ${SERVERS * REPOS} on ${SERVERS}`);
+  // three scrapes, as an exporter would run them one after another; the value is their median
+  const runs: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const snapshotPath = path.join(stateDir, `cvmfs-${i}.json`);
+    const t0 = performance.now();
+    const run = await runPipeline({
+      pipeline,
+      params: { stratum1: servers.hosts, snapshot: snapshotPath, history: false },
+      stateDir,
+      log: createLogger({ level: 'error' }),
+      registry: new Registry(),
+    });
+    runs.push((performance.now() - t0) / 1000);
+    if (run.status !== 'succeeded') fail(BENCH, `the scrape ${run.status}: ${run.errors.map((e) => e.message).join('; ')}`);
+    const snapshot = JSON.parse(await fs.readFile(snapshotPath, 'utf8')) as { servers: { ok: boolean; repositories: { ok: boolean }[] }[] };
+    const okRepos = snapshot.servers.flatMap((s) => s.repositories).filter((r) => r.ok).length;
+    if (snapshot.servers.length !== SERVERS || okRepos !== SERVERS * REPOS) {
+      fail(BENCH, `the scrape read ${okRepos} repositories on ${snapshot.servers.length} servers, expected ${SERVERS * REPOS} on ${SERVERS}`);
+    }
+    note(`${BENCH}: pipeline run ${i + 1}: ${runs[i]!.toFixed(3)} s for ${okRepos} repositories`);
   }
-  note(`${BENCH}: pipeline ${value.toFixed(3)} s for ${okRepos} repositories`);
+  const value = [...runs].sort((a, b) => a - b)[Math.floor(RUNS / 2)]!;
 
   const http = new HttpClient(new Permissions({ net: ['*'] }));
   const b0 = performance.now();
@@ -162,6 +171,7 @@ try {
     peak_rss_mb: peakRssMb(),
     max_seconds: TARGET_SECONDS,
     met: ratio >= TARGET_RATIO && value < TARGET_SECONDS,
+    runs_s: runs.map((r) => round(r)),
     servers: SERVERS,
     repositories: SERVERS * REPOS,
     delay_ms: DELAY_MS,
