@@ -92,7 +92,7 @@ interface Descriptor {
 
 /** Whether the device holds an ISO9660 volume (`CD001` in the first descriptor). */
 export async function isIso9660(device: BlockDevice): Promise<boolean> {
-  if (device.size < (FIRST_DESCRIPTOR + 1) * SECTOR) return false;
+  if (device.size < FIRST_DESCRIPTOR * SECTOR + 6) return false;
   const head = await device.read(FIRST_DESCRIPTOR * SECTOR, 6);
   return head.toString('latin1', 1, 6) === 'CD001';
 }
