@@ -73,6 +73,7 @@ describe.each(backends)('seen on %s', (_label, open) => {
     expect(run.counts.recordsBySink[`clickhouse:${table.name}`]).toBe(2000);
     expect(await counts(backend.store, table.name, 'sha256')).toEqual({ rows: 3000, distinct: 3000, final: 3000, inserted: 3000 });
     const sizes = lookups(spy);
+    process.stderr.write(`[seen ${backend.name}] 3000 keys in ${sizes.length} queries, largest ${Math.max(...sizes)} keys\n`);
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(3000); // every key asked once
     expect(Math.max(...sizes)).toBeLessThanOrEqual(100); // never more than batchSize per query
     expect(sizes.length).toBeGreaterThanOrEqual(30);
