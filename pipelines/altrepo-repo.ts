@@ -36,7 +36,7 @@ import { z } from 'zod';
 import { seen } from '../operators/seen.ts';
 import { definePipeline } from '../runtime/pipeline.ts';
 import { packageRecords, repositoryStateRow, pkgHashText } from '../sources/altrepo/package-rows.ts';
-import { readListedPackage, readPackageFrom, ReadSlots } from '../sources/altrepo/read-packages.ts';
+import { readListedPackage, readPackageFile, readPackageFrom, ReadSlots } from '../sources/altrepo/read-packages.ts';
 import { repoItems, type RepoItem } from '../sources/altrepo/repo-source.ts';
 import type { ListedPackage } from '../sources/altrepo/snapshot.ts';
 import { tableRecords, type TableRecord } from '../sources/altrepo/table-records-sink.ts';
@@ -96,8 +96,11 @@ export default definePipeline({
       defer(() => {
         // an archive member must be opened before the next item is pulled; a file on
         // disk only when its slot comes, so waiting items hold no descriptors
-        const early = it.inArchive ? it.entry.content() : undefined;
-        return from(slots.run(() => readPackageFrom(early ?? it.entry.content(), it.name, { verify })));
+        if (it.inArchive) {
+          const stream = it.entry.content();
+          return from(slots.run(() => readPackageFrom(stream, it.name, { verify })));
+        }
+        return from(slots.run(() => readPackageFile(ctx, it.entry.absolutePath, it.name, { verify })));
       }).pipe(
         mergeMap((pkg) => {
           const state: RepoRecord = {

@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { seen } from '../operators/seen.ts';
 import { definePipeline } from '../runtime/pipeline.ts';
 import { packageRecords, pkgHashText } from '../sources/altrepo/package-rows.ts';
-import { readPackageFrom, ReadSlots } from '../sources/altrepo/read-packages.ts';
+import { readPackageFile, ReadSlots } from '../sources/altrepo/read-packages.ts';
 import { tableRecords, type TableRecord } from '../sources/altrepo/table-records-sink.ts';
 import { PACKAGE_TABLES, packageHash, taskPackages, taskSubtasks, tasks } from '../sources/altrepo/tables.ts';
 import { taskItems, type TaskItem, type TaskPackageFile } from '../sources/altrepo/task.ts';
@@ -54,7 +54,7 @@ export default definePipeline({
     ];
 
     const built = (f: TaskPackageFile): Observable<TaskRecord> =>
-      from(slots.run(() => readPackageFrom(ctx.fs.createReadStream(f.path), path.join(ctx.params.path, f.rel), { verify: ctx.params.verify }))).pipe(
+      from(slots.run(() => readPackageFile(ctx, f.path, path.join(ctx.params.path, f.rel), { verify: ctx.params.verify }))).pipe(
         mergeMap((pkg) => {
           const row: TaskRecord = {
             table: 'task_packages',

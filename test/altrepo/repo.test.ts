@@ -236,6 +236,23 @@ describe('bad input', () => {
     expect(await scalar(store, `SELECT count() AS n FROM ${t('package_hash')} FINAL`)).toBe(5);
   }, 120_000);
 
+  it('a listed package whose file is missing, and one whose file differs from its list: each fails naming it', async () => {
+    const root = path.join(dir, 'missing');
+    fs.rmSync(root, { recursive: true, force: true });
+    copyTree(SNAPSHOT, root);
+    fs.rmSync(path.join(root, 'files/noarch/RPMS/sluice-bz2-0.9-1.noarch.rpm'));
+    // another real package under the latin1 package's name: a valid RPM, not the one listed
+    fs.copyFileSync(path.join(RPM_FIXTURES, 'sluice-xz-0.9-1.noarch.rpm'), path.join(root, 'files/noarch/RPMS/sluice-latin1-1.0-alt0.1.noarch.rpm'));
+    const record = await run(repoPipeline, store, { path: root, ...BASE }, { stateDir: state() });
+    expect(record.counts.skipped).toBe(2);
+    const byItem = Object.fromEntries(record.errors.map((e) => [e.item, e.message]));
+    expect(byItem['noarch/RPMS.classic/sluice-bz2-0.9-1.noarch.rpm']).toMatch(/^package file not found: looked for .*noarch\/RPMS\.classic\/sluice-bz2-0\.9-1\.noarch\.rpm and .*files\/noarch\/RPMS\/sluice-bz2-0\.9-1\.noarch\.rpm/);
+    expect(byItem['noarch/RPMS.checkinstall/sluice-latin1-1.0-alt0.1.noarch.rpm']).toMatch(
+      new RegExp(`noarch/RPMS\\.checkinstall/sluice-latin1-1\\.0-alt0\\.1\\.noarch\\.rpm: MD5 is ${MD5.get('sluice-xz-0.9-1.noarch.rpm')}, but noarch/base/pkglist\\.checkinstall\\.xz says ${MD5.get('sluice-latin1-1.0-alt0.1.noarch.rpm')}`),
+    );
+    expect(await scalar(store, `SELECT count() AS n FROM ${t('package_hash')} FINAL`)).toBe(4);
+  }, 120_000);
+
   it('a package list that does not match its release file is not read; the other lists are', async () => {
     const root = path.join(dir, 'badsum');
     fs.rmSync(root, { recursive: true, force: true });
