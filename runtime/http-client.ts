@@ -49,6 +49,7 @@
  * ```
  */
 import { setMaxListeners } from 'node:events';
+import { rootCertificates } from 'node:tls';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { Counter, Histogram, type Registry } from 'prom-client';
@@ -123,6 +124,8 @@ export interface HttpClientOptions {
   retry?: { initialDelayMs?: number; maxDelayMs?: number; maxRetryAfterMs?: number };
   /** where the client's metrics go; see `useMetrics` */
   registry?: Registry;
+  /** extra certificate authorities (PEM) to trust for https, e.g. a site's private CA */
+  ca?: string | Buffer | ReadonlyArray<string | Buffer>;
   /** a dispatcher of your own (tests); the client then does not close it */
   dispatcher?: Dispatcher;
 }
@@ -244,6 +247,7 @@ export class HttpClient {
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
   private readonly perHost: number;
+  private readonly ca?: (string | Buffer)[];
   private readonly connectTimeoutMs: number;
   private readonly allowedOrigins = new Set<string>();
   /** pools for requests that ask for another connect deadline than the client's */
@@ -254,6 +258,7 @@ export class HttpClient {
 
   constructor(private readonly permissions: Permissions, options: HttpClientOptions = {}) {
     this.perHost = options.connectionsPerHost ?? options.connections ?? 16;
+    this.ca = options.ca === undefined ? undefined : [...rootCertificates, ...(Array.isArray(options.ca) ? options.ca : [options.ca])] as (string | Buffer)[];
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.ownsDispatcher = !options.dispatcher;
     this.dispatcher = options.dispatcher ?? this.newAgent(this.connectTimeoutMs);
@@ -366,7 +371,7 @@ export class HttpClient {
   }
 
   private newAgent(connectTimeoutMs: number): Agent {
-    return new Agent({ connections: this.perHost, keepAliveTimeout: 10_000, connect: { timeout: connectTimeoutMs } });
+    return new Agent({ connections: this.perHost, keepAliveTimeout: 10_000, connect: { timeout: connectTimeoutMs, ...(this.ca ? { ca: this.ca } : {}) } });
   }
 
   private dispatcherFor(options: HttpRequestOptions): Dispatcher {

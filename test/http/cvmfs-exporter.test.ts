@@ -3,12 +3,12 @@
  * as a child process against a local stratum server.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dateUtc, startStratum, type StratumModel } from '../servers/cvmfs-stratum.ts';
-import type { FaultyServer } from '../servers/faulty-server.ts';
+import { dateUtc, startStratum, stratumRoute, type StratumModel } from '../servers/cvmfs-stratum.ts';
+import { FaultyServer, selfSignedCertificate } from '../servers/faulty-server.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 let stratum: FaultyServer & { model: StratumModel };
@@ -29,10 +29,10 @@ afterAll(async () => {
   await stratum.close();
 });
 
-function start(args: string[]): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
+function start(args: string[], env: Record<string, string> = {}): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'runtime/cli/main.ts'), 'pipeline', 'cvmfs-stratum', ...args], {
     cwd: ROOT,
-    env: { ...process.env, SLUICE_STATE_DIR: dir, SLUICE_PIPELINES_DIR: path.join(ROOT, 'pipelines') },
+    env: { ...process.env, SLUICE_STATE_DIR: dir, SLUICE_PIPELINES_DIR: path.join(ROOT, 'pipelines'), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -84,7 +84,27 @@ describe('cvmfs-stratum --every --metrics-port', () => {
     // every scrape left a run record
     const list = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'runtime/cli/main.ts'), 'pipeline', 'runs', '--pipeline', 'cvmfs-stratum', '--format', 'json', '--state-dir', dir], { cwd: ROOT, encoding: 'utf8' });
     const runs = JSON.parse(list.stdout) as { status: string }[];
-    expect(runs.filter((r) => r.status === 'succeeded').length).toBeGreaterThanOrEqual(4);
+    // three were seen finished on /metrics; the one Ctrl-C stopped (if any) says so
+    expect(runs.filter((r) => r.status === 'succeeded').length).toBeGreaterThanOrEqual(3);
+    expect(runs.every((r) => r.status === 'succeeded' || r.status === 'interrupted')).toBe(true);
+  }, 60_000);
+
+  it('one run over https on its own port, metrics into a node_exporter textfile', async () => {
+    const cert = selfSignedCertificate(dir);
+    const secure = await new FaultyServer(stratumRoute({ type: 1, repos: [{ name: 'tls.example.org', revision: 21 }] }), '127.0.0.1', cert).start();
+    try {
+      const textfile = path.join(dir, 'cvmfs.prom');
+      const snapshot = path.join(dir, 'https.json');
+      const run = start(['--quiet', '--state-dir', dir, '--metrics-textfile', textfile,
+        '--param', `stratum1=${secure.origin}`, '--param', `snapshot=${snapshot}`, '--param', 'history=false'], { NODE_EXTRA_CA_CERTS: cert.certFile });
+      expect(await run.exited).toBe(0);
+      expect(await readFile(textfile, 'utf8')).toContain(`repo_revision{server="${secure.hostPort}",repository="tls.example.org"} 21`);
+      const doc = JSON.parse(await readFile(snapshot, 'utf8')) as { servers: { base: string; ok: boolean }[] };
+      expect(doc.servers).toMatchObject([{ base: secure.origin, ok: true }]);
+      expect(secure.requests.map((r) => r.path)).toContain('/cvmfs/tls.example.org/.cvmfspublished');
+    } finally {
+      await secure.close();
+    }
   }, 60_000);
 
   it('a bad --every is a usage error', async () => {

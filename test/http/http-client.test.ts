@@ -1,3 +1,6 @@
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import zlib from 'node:zlib';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -5,7 +8,7 @@ import { classifyError } from '../../runtime/errors.ts';
 import { HttpClient, HttpError } from '../../runtime/http-client.ts';
 import { PermissionError } from '../../runtime/permission-error.ts';
 import { Permissions } from '../../runtime/permissions.ts';
-import { FaultyServer, type RouteResponse } from '../servers/faulty-server.ts';
+import { FaultyServer, selfSignedCertificate, type RouteResponse } from '../servers/faulty-server.ts';
 
 const JSON_DOC = JSON.stringify({ hello: 'world', items: Array.from({ length: 200 }, (_, i) => ({ i, text: 'lorem ipsum dolor sit amet' })) });
 
@@ -314,5 +317,25 @@ describe('pooling and metrics', () => {
     await c.request(`${server.origin}/text`);
     expect(await metricValue(registry, 'sluice_http_client_retries_total', { host: server.hostPort })).toBe(1);
     expect(await metricValue(registry, 'sluice_http_client_requests_total', { host: server.hostPort, status: '503' })).toBe(1);
+  });
+});
+
+describe('https', () => {
+  it('talks https on any port; an untrusted certificate is a permanent connect error naming the URL', async () => {
+    const cert = selfSignedCertificate(await mkdtemp(path.join(os.tmpdir(), 'sluice-tls-')));
+    const secure = await new FaultyServer(() => ({ headers: { 'Content-Type': 'application/json' }, body: '{"secure":true}' }), '127.0.0.1', cert).start();
+    try {
+      expect(secure.origin).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      const untrusting = client({}, [secure.hostPort]);
+      const err = await failure(untrusting.request(`${secure.origin}/x`));
+      expect(err.phase).toBe('connect');
+      expect(classifyError(err)).toBe('permanent');
+      expect(err.message).toContain(`GET ${secure.origin}/x: connect: TLS: DEPTH_ZERO_SELF_SIGNED_CERT`);
+      expect(secure.requests).toHaveLength(0);
+      const trusting = client({ ca: cert.cert }, [secure.hostPort]);
+      expect(await trusting.json(`${secure.origin}/x`)).toEqual({ secure: true });
+    } finally {
+      await secure.close();
+    }
   });
 });

@@ -22,7 +22,11 @@
  * like Apache's mod_deflate on text and JSON.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import zlib from 'node:zlib';
 
 export interface RouteResponse {
@@ -90,10 +94,11 @@ export class FaultyServer {
   private active = 0;
   private readonly activeByPath = new Map<string, number>();
 
-  constructor(private readonly route: Route, private readonly host = '127.0.0.1') {}
+  /** `tls`: serve https with this key and certificate (PEM) */
+  constructor(private readonly route: Route, private readonly host = '127.0.0.1', private readonly tls?: { key: string | Buffer; cert: string | Buffer }) {}
 
   async start(port = 0): Promise<this> {
-    this.server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.active++;
       this.peakActive = Math.max(this.peakActive, this.active);
       const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -110,9 +115,10 @@ export class FaultyServer {
       };
       res.on('close', finished);
       void this.handle(req, res);
-    });
+    };
+    this.server = this.tls ? createHttpsServer({ key: this.tls.key, cert: this.tls.cert }, handler) : createServer(handler);
     this.server.keepAliveTimeout = 30_000;
-    this.server.on('connection', (socket) => {
+    this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       this.peakConnections = Math.max(this.peakConnections, this.sockets.size);
       socket.on('close', () => this.sockets.delete(socket));
@@ -125,9 +131,9 @@ export class FaultyServer {
     return this;
   }
 
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>` (https with tls) */
   get origin(): string {
-    return `http://${this.host}:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://${this.host}:${this.port}`;
   }
 
   /** `127.0.0.1:<port>` (what a pipeline is given, and what --allow-net takes) */
@@ -276,4 +282,14 @@ export class FaultyServer {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A throw-away self-signed certificate for 127.0.0.1 and localhost (needs openssl). */
+export function selfSignedCertificate(dir: string): { key: string; cert: string; certFile: string } {
+  const keyFile = path.join(dir, 'key.pem');
+  const certFile = path.join(dir, 'cert.pem');
+  const result = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`openssl could not make a certificate: ${result.error?.message ?? result.stderr}`);
+  return { key: readFileSync(keyFile, 'utf8'), cert: readFileSync(certFile, 'utf8'), certFile };
 }
