@@ -32,6 +32,7 @@ const FLAGS = {
   concurrency: { value: true },
   pipelines: { value: true },
   'max-attempts': { value: true },
+  'max-redeliveries': { value: true },
   'retry-delay': { value: true },
   grace: { value: true },
   'http-host': { value: true },
@@ -54,6 +55,7 @@ Consume trigger messages from RabbitMQ and run the pipelines they name.
   --concurrency N          runs at once, = prefetch (default 4)
   --pipelines a,b|*        pipelines messages may trigger (default *: all)
   --max-attempts N         runs per message before it is dead-lettered (default 3)
+  --max-redeliveries N     redeliveries (its daemon died mid-run) before it is dead-lettered (default 5)
   --retry-delay DURATION   wait before the second attempt, doubling after (default 5s)
   --grace DURATION         on SIGTERM, time for running runs to finish (default 30s)
   --http-host HOST         address of /metrics, /healthz, /query (default 127.0.0.1)
@@ -96,6 +98,7 @@ function overridesFromFlags(args: ReturnType<typeof parseArgs>): Record<string, 
   const pipelines = flagString(args, 'pipelines');
   if (pipelines !== undefined) set('pipelines', pipelines.trim() === '*' ? '*' : pipelines.split(',').map((s) => s.trim()).filter(Boolean));
   set('retry.maxAttempts', flagNumber(args, 'max-attempts'));
+  set('maxRedeliveries', flagNumber(args, 'max-redeliveries'));
   set('retry.delay', flagString(args, 'retry-delay'));
   set('grace', flagString(args, 'grace'));
   set('http.host', flagString(args, 'http-host'));

@@ -62,7 +62,7 @@ export const routeSchema = z.object({
   strict: z.boolean().default(true).describe('reject bodies with fields not listed in `fields`'),
   tables: z.record(z.string(), z.record(z.string(), z.unknown())).default({}).describe('lookup tables, e.g. branch → directory'),
   params: z.record(z.string(), z.unknown()).default({}).describe('pipeline params: literal values, or templates like "{branches[branch]}/date/{date|date:YYYY/MM/DD}"'),
-  maxRedeliveries: z.number().int().min(0).optional().describe('reject when x-delivery-count is higher (default: the daemon\'s)'),
+  maxRedeliveries: z.number().int().min(0).optional().describe('reject when redelivered more often (x-delivery-count or x-sluice-redeliveries; default: the daemon\'s)'),
   notifyType: z.string().optional().describe('`type` of failure notifications (default the route name)'),
   done: z.object({ exchange: z.string(), routingKey: z.string(), exchangeType: z.enum(['topic', 'direct', 'fanout']).default('topic') })
     .strict().optional().describe('republish the message here after a successful run (the old "uploaded" exchange)'),
@@ -85,8 +85,8 @@ export const daemonConfigSchema = z.object({
   }).strict().default({ url: DEFAULT_AMQP_URL, heartbeat: 15_000 }),
   exchange: z.string().min(1).default('sluice.triggers').describe('topic exchange that `fire` publishes to'),
   queue: z.string().min(1).default('sluice.triggers').describe('the queue every daemon consumes (competing consumers)'),
-  queueType: z.enum(['quorum', 'classic']).default('quorum')
-    .describe('quorum queues count redeliveries (x-delivery-count), which stops poison messages'),
+  queueType: z.enum(['classic', 'quorum']).default('classic')
+    .describe('classic (lowest latency; the daemon counts redeliveries itself) or quorum (replicated; the broker counts them)'),
   routingKeys: z.array(z.string()).default(['run.#']).describe('bindings of the queue to the trigger exchange'),
   retryQueue: z.string().optional().describe('default "<queue>.retry"'),
   deadLetterExchange: z.string().optional().describe('default "<queue>.dlx"'),
@@ -100,7 +100,7 @@ export const daemonConfigSchema = z.object({
     factor: z.number().min(1).default(2),
     maxDelay: duration.default(600_000),
   }).strict().default({ maxAttempts: 3, delay: 5_000, factor: 2, maxDelay: 600_000 }),
-  maxRedeliveries: z.number().int().min(0).default(5).describe('a message redelivered more often than this (x-delivery-count) is dead-lettered'),
+  maxRedeliveries: z.number().int().min(0).default(5).describe('a message redelivered more often than this (a run of it keeps dying) is dead-lettered'),
   grace: duration.default(30_000).describe('on SIGTERM, how long running runs may take to finish before they are handed back'),
   http: z.object({
     host: z.string().default('127.0.0.1'),
@@ -151,6 +151,7 @@ export const DAEMON_ENV: ReadonlyArray<{ name: string; key: string; what: string
   { name: 'SLUICE_DAEMON_CONCURRENCY', key: 'concurrency', what: 'runs at once (= prefetch)' },
   { name: 'SLUICE_DAEMON_PIPELINES', key: 'pipelines', what: 'comma-separated pipelines that may be triggered, or *' },
   { name: 'SLUICE_DAEMON_MAX_ATTEMPTS', key: 'retry.maxAttempts', what: 'runs per message' },
+  { name: 'SLUICE_DAEMON_MAX_REDELIVERIES', key: 'maxRedeliveries', what: 'redeliveries before a message is dead-lettered' },
   { name: 'SLUICE_DAEMON_RETRY_DELAY', key: 'retry.delay', what: 'delay before the first retry' },
   { name: 'SLUICE_DAEMON_GRACE', key: 'grace', what: 'SIGTERM grace period' },
   { name: 'SLUICE_DAEMON_HTTP_HOST', key: 'http.host', what: 'address of /metrics, /healthz, /query' },
@@ -197,7 +198,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): Json {
   if (keys?.length) raw.routingKeys = keys;
   const pipelines = list('SLUICE_DAEMON_PIPELINES');
   if (pipelines?.length) raw.pipelines = pipelines.length === 1 && pipelines[0] === '*' ? '*' : pipelines;
-  for (const [name, key] of [['SLUICE_DAEMON_CONCURRENCY', 'concurrency'], ['SLUICE_DAEMON_MAX_ATTEMPTS', 'retry.maxAttempts'], ['SLUICE_DAEMON_HTTP_PORT', 'http.port']] as const) {
+  for (const [name, key] of [['SLUICE_DAEMON_CONCURRENCY', 'concurrency'], ['SLUICE_DAEMON_MAX_ATTEMPTS', 'retry.maxAttempts'], ['SLUICE_DAEMON_MAX_REDELIVERIES', 'maxRedeliveries'], ['SLUICE_DAEMON_HTTP_PORT', 'http.port']] as const) {
     const v = env[name]?.trim();
     if (v) setPath(raw, key, numberFrom(name, v));
   }

@@ -17,7 +17,9 @@
  * `outcome` is `acked` (run succeeded), `retried` (sent to the retry queue),
  * `dead_lettered` (with `reason`: `failed`, `failed-permanently`, or why the message
  * was refused: `invalid-json`, `unknown-pipeline` …), `requeued` (handed back on
- * shutdown) or `abandoned` (its channel closed mid-run; the broker redelivers it).
+ * shutdown), `abandoned` (its channel closed mid-run; the broker redelivers it) or
+ * `recounted` (it came back redelivered and was queued again with its redelivery
+ * count, classic queues only).
  * Queue lag: `sluice_daemon_queue_messages{queue}` (ready messages in the trigger,
  * retry and dead-letter queues, sampled every few seconds) and
  * `sluice_daemon_trigger_wait_seconds` (publish → run start, when the publisher sent
@@ -27,7 +29,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 const SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
-export type MessageOutcome = 'acked' | 'retried' | 'dead_lettered' | 'requeued' | 'abandoned';
+export type MessageOutcome = 'acked' | 'retried' | 'dead_lettered' | 'requeued' | 'abandoned' | 'recounted';
 
 export class DaemonMetrics {
   readonly messages: Counter<string>;
@@ -49,7 +51,7 @@ export class DaemonMetrics {
     this.latency = new Histogram({ name: 'sluice_daemon_trigger_latency_seconds', help: 'Time from publishing a trigger to its message being settled.', labelNames: ['pipeline'], buckets: SECONDS, registers: r });
     this.connected = new Gauge({ name: 'sluice_daemon_broker_connected', help: '1 while connected to the broker and consuming.', registers: r });
     this.reconnects = new Counter({ name: 'sluice_daemon_broker_reconnects_total', help: 'Broker connections made after the first.', registers: r });
-    for (const outcome of ['acked', 'retried', 'requeued', 'abandoned'] as const) this.messages.inc({ outcome, reason: '' }, 0);
+    for (const outcome of ['acked', 'retried', 'requeued', 'abandoned', 'recounted'] as const) this.messages.inc({ outcome, reason: '' }, 0);
     this.messages.inc({ outcome: 'dead_lettered', reason: 'failed' }, 0);
   }
 

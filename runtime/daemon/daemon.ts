@@ -10,8 +10,12 @@
  *    `{pipeline, params, id}`. A message that can never run — not JSON, unknown
  *    pipeline, a pipeline not allowed for triggering, params failing the pipeline's
  *    schema, a payload carrying permissions, a failed route check, redelivered more
- *    than `maxRedeliveries` times (`x-delivery-count`) — goes to the dead-letter queue
- *    at once, with `x-sluice-reason` and `x-sluice-error` headers.
+ *    than `maxRedeliveries` times — goes to the dead-letter queue at once, with
+ *    `x-sluice-reason` and `x-sluice-error` headers. Redeliveries are counted by the
+ *    broker on quorum queues (`x-delivery-count`); on classic queues (the default: far
+ *    lower latency) the daemon counts them itself: a message that comes back
+ *    redelivered (its daemon died, or its connection did, mid-run) is republished with
+ *    `x-sluice-redeliveries` + 1 and the original acked, before anything runs.
  * 2. **Run it** in this process (trigger `amqp`, trigger id = the message id) on the
  *    daemon's store, and **ack only after the run succeeded**, which the runner
  *    reports only once every record is accepted by every sink.
@@ -72,6 +76,7 @@ export const HEADERS = {
   deadAt: 'x-sluice-dead-lettered-at',
   daemon: 'x-sluice-daemon',
   publishedAt: 'x-sluice-published-at',
+  redeliveries: 'x-sluice-redeliveries',
 } as const;
 
 /** The result sent to `reply_to`. */
@@ -86,7 +91,10 @@ export interface TriggerReply {
   /** retrying: when the next attempt starts, ms from now */
   retryInMs?: number;
   counts?: RunRecord['counts'];
+  /** the run's duration, as in its run record */
   durationMs?: number;
+  /** wall time the daemon spent in the run, run-record writes included (latency minus this = the trigger path's own cost) */
+  runMs?: number;
 }
 
 export interface DaemonOptions {
@@ -273,6 +281,10 @@ export class Daemon {
     const received = Date.now();
     const publishedAt = Number(delivery.headers[HEADERS.publishedAt]);
     try {
+      if (delivery.message.fields.redelivered && this.config.queueType === 'classic') {
+        await this.recount(delivery);
+        return;
+      }
       let job: Job;
       try {
         job = await this.prepare(delivery);
@@ -315,10 +327,12 @@ export class Daemon {
         ? `no route for routing key "${routingKey}" on exchange "${exchange}" (routes: ${this.routes.routes.filter((r) => r.config.exchange === exchange).map((r) => r.config.routingKey).join(', ')})`
         : `messages from exchange "${exchange}" are not triggers (no route for it)`);
     }
-    const deliveries = Number(headers['x-delivery-count'] ?? 0);
+    const counted = Number(headers[HEADERS.redeliveries] ?? 0) || 0;
+    const byBroker = Number(headers['x-delivery-count'] ?? 0) || 0;
+    const deliveries = Math.max(counted, byBroker);
     const limit = route?.config.maxRedeliveries ?? this.config.maxRedeliveries;
     if (deliveries > limit) {
-      throw new InvalidTrigger('too-many-deliveries', `redelivered ${deliveries} times (x-delivery-count), more than the limit of ${limit}: a run of it keeps dying`);
+      throw new InvalidTrigger('too-many-deliveries', `redelivered ${deliveries} times (${byBroker >= counted ? 'x-delivery-count' : HEADERS.redeliveries}), more than the limit of ${limit}: a run of it keeps dying`);
     }
     const body = parseJsonBody(msg.content);
     let pipelineName: string;
@@ -381,6 +395,8 @@ export class Daemon {
     let record: RunRecord | undefined;
     let thrown: unknown;
     this.log.info(`${job.pipeline.name} (trigger ${job.id}${job.attempt > 1 ? `, attempt ${job.attempt}` : ''}): started`);
+    const runStarted = performance.now();
+    let runMs = 0;
     try {
       record = await runPipeline({
         pipeline: job.pipeline,
@@ -401,6 +417,7 @@ export class Daemon {
     } catch (err) {
       thrown = err;
     } finally {
+      runMs = Math.round((performance.now() - runStarted) * 1000) / 1000;
       delivery.signal.removeEventListener('abort', onDead);
       this.running.delete(running);
       this.metrics.inFlight.set(this.running.size);
@@ -422,7 +439,7 @@ export class Daemon {
       if (delivery.ack()) {
         this.metrics.settled('acked');
         this.log.info(`${label}: succeeded in ${record.durationMs} ms, acked`);
-        await this.reply(delivery.message, { id: job.id, pipeline: job.pipeline.name, status: 'succeeded', runId: record.id, attempt: job.attempt, counts: record.counts, durationMs: record.durationMs });
+        await this.reply(delivery.message, { id: job.id, pipeline: job.pipeline.name, status: 'succeeded', runId: record.id, attempt: job.attempt, counts: record.counts, durationMs: record.durationMs, runMs });
       } else {
         this.metrics.settled('abandoned');
       }
@@ -452,8 +469,37 @@ export class Daemon {
       [HEADERS.routingKey]: job.routingKey,
       ...(record ? { [HEADERS.runId]: record.id } : {}),
     });
-    await this.reply(delivery.message, { id: job.id, pipeline: job.pipeline.name, status: 'failed', runId: record?.id, attempt: job.attempt, error, reason, counts: record?.counts, durationMs: record?.durationMs });
+    await this.reply(delivery.message, { id: job.id, pipeline: job.pipeline.name, status: 'failed', runId: record?.id, attempt: job.attempt, error, reason, counts: record?.counts, durationMs: record?.durationMs, runMs });
     await this.notify(job.route?.config.notifyType ?? job.route?.name, 'error', `${job.route ? job.route.config.routingKey : job.pipeline.name} failed`, `${label}: ${why}: ${error}`, delivery.message);
+  }
+
+  /**
+   * Classic queues do not count redeliveries: put the message back at the end of the
+   * queue with its count in `x-sluice-redeliveries` (confirmed), then ack the
+   * redelivered original. The copy keeps where the message first came from.
+   */
+  private async recount(delivery: Delivery): Promise<void> {
+    const msg = delivery.message;
+    const headers = delivery.headers;
+    const fromRetry = msg.fields.exchange === '' && typeof headers[HEADERS.exchange] === 'string';
+    const count = (Number(headers[HEADERS.redeliveries] ?? 0) || 0) + 1;
+    const copy = {
+      ...cleanHeaders(headers),
+      [HEADERS.redeliveries]: count,
+      [HEADERS.exchange]: fromRetry ? String(headers[HEADERS.exchange]) : msg.fields.exchange,
+      [HEADERS.routingKey]: fromRetry ? String(headers[HEADERS.routingKey] ?? '') : msg.fields.routingKey,
+    };
+    try {
+      await this.publisher.publish('', this.names.queue, msg.content, copyProperties(msg, { headers: copy }), delivery.signal);
+    } catch (err) {
+      this.log.warn(`cannot republish redelivered message ${msg.properties.messageId ?? msg.fields.deliveryTag} with its count: ${describeError(err)}; handing it back`);
+      delivery.nack(true);
+      return;
+    }
+    if (delivery.ack()) {
+      this.metrics.settled('recounted');
+      this.log.warn(`message ${msg.properties.messageId ?? msg.fields.deliveryTag} was redelivered (${count} time${count > 1 ? 's' : ''}: a daemon or its connection died while running it); queued again with its count`);
+    }
   }
 
   private async retry(delivery: Delivery, job: Job, error: string, runId: string | undefined, label: string): Promise<void> {

@@ -15,7 +15,7 @@ import { InvalidTrigger, readTrigger } from '../../runtime/daemon/trigger-messag
 describe('daemon config', () => {
   it('defaults, derived queue names, durations', () => {
     const c = parseDaemonConfig({});
-    expect(c).toMatchObject({ exchange: 'sluice.triggers', queue: 'sluice.triggers', queueType: 'quorum', routingKeys: ['run.#'], concurrency: 4, pipelines: '*', grace: 30_000 });
+    expect(c).toMatchObject({ exchange: 'sluice.triggers', queue: 'sluice.triggers', queueType: 'classic', routingKeys: ['run.#'], concurrency: 4, pipelines: '*', grace: 30_000 });
     expect(c.amqp).toMatchObject({ url: 'amqp://guest:guest@127.0.0.1:5672', heartbeat: 15_000 });
     expect(c.retry).toEqual({ maxAttempts: 3, delay: 5_000, factor: 2, maxDelay: 600_000 });
     expect(topologyNames(parseDaemonConfig({ queue: 'loads' }))).toEqual({ exchange: 'sluice.triggers', queue: 'loads', retryQueue: 'loads.retry', deadLetterExchange: 'loads.dlx', deadLetterQueue: 'loads.dead' });

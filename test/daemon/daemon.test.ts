@@ -194,7 +194,8 @@ describe('invalid messages go straight to the dead-letter queue with the reason'
       { id: 'bad-date', exchange: routeEx, key: 'repo.load', body: '{"branch": "p10", "date": "2022-02-30"}', reason: 'route-check', error: /bad date/ },
       { id: 'extra-field', exchange: routeEx, key: 'repo.load', body: '{"branch": "p10", "date": "2022-06-22", "force": true}', reason: 'route-check', error: /unknown field "force"/ },
       { id: 'bad-key', exchange: routeEx, key: 'repo.bogus', body: '{"branch": "p10", "date": "2022-06-22"}', reason: 'unknown-route', error: /no route for routing key "repo.bogus"/ },
-      { id: 'redelivered', exchange: routeEx, key: 'repo.load', body: '{"branch": "p10", "date": "2022-06-22"}', headers: { 'x-delivery-count': 4 }, reason: 'too-many-deliveries', error: /redelivered 4 times .* limit of 3/ },
+      { id: 'redelivered', exchange: routeEx, key: 'repo.load', body: '{"branch": "p10", "date": "2022-06-22"}', headers: { 'x-sluice-redeliveries': 4 }, reason: 'too-many-deliveries', error: /redelivered 4 times .* limit of 3/ },
+      { id: 'redelivered-quorum', exchange: n.exchange, key: 'run.flaky', body: '{"pipeline": "flaky"}', headers: { 'x-delivery-count': 6 }, reason: 'too-many-deliveries', error: /redelivered 6 times \(x-delivery-count\), more than the limit of 5/ },
     ];
     for (const c of cases) await broker.publish(c.exchange, c.key, c.body, { messageId: `${n.id}-${c.id}`, headers: c.headers ?? {} });
     const dead = byId(await broker.waitMessages(n.dead, cases.length));

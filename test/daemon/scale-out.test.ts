@@ -95,6 +95,8 @@ describe('three daemons on one queue, one killed with SIGKILL mid-run', () => {
       expect(runs.map((r) => r.status), key).not.toContain('failed');
       const rerunBy = survivors.filter((d) => new RegExp(`rows \\(trigger ${key}[,)][^\\n]*: succeeded`).test(d.log()));
       expect(rerunBy, key).toHaveLength(1);
+      // it came back redelivered and was queued again with its redelivery count
+      expect(survivors.some((d) => d.log().includes(`message ${key} was redelivered (1 time`)), key).toBe(true);
       expect(await scalar(`SELECT count() FROM daemon_rows FINAL WHERE key = '${key}'`), key).toBe(ROWS);
     }
     // the work was shared

@@ -111,8 +111,34 @@ describe('broker connection lost mid-run', () => {
     expect(metrics).toMatch(/^sluice_daemon_broker_reconnects_total 1$/m);
     expect(metrics).toMatch(/^sluice_daemon_messages_total\{outcome="abandoned",reason=""\} 1$/m);
     expect(metrics).toMatch(/^sluice_daemon_messages_total\{outcome="acked",reason=""\} 1$/m);
+    expect(metrics).toMatch(/^sluice_daemon_messages_total\{outcome="recounted",reason=""\} 1$/m);
     expect((await fetch(`${daemon.url}/healthz`)).status).toBe(200);
     daemon.kill('SIGTERM');
     expect((await daemon.exited).code).toBe(0);
   });
 });
+
+describe('a poison message (its run kills the daemon)', () => {
+  it('is counted at each redelivery and dead-lettered past the limit, instead of killing daemons forever', async () => {
+    const n = fresh('poison');
+    const env = baseEnv(n, { SLUICE_DAEMON_MAX_REDELIVERIES: '1' });
+    const id = `${n.id}-poison`;
+    let daemon = await startDaemon(env);
+    await broker.publish(n.exchange, 'run.crash', JSON.stringify({ pipeline: 'crash', id }), { messageId: id });
+    expect((await daemon.exited).signal).toBe('SIGKILL');
+    daemon = await startDaemon(env);
+    await daemon.waitFor(/was redelivered \(1 time: a daemon or its connection died while running it\)/);
+    expect((await daemon.exited).signal).toBe('SIGKILL');
+    daemon = await startDaemon(env);
+    await daemon.waitFor(/was redelivered \(2 times/);
+    const [dead] = await broker.waitMessages(n.dead, 1);
+    expect(dead!.properties.headers?.['x-sluice-reason']).toBe('too-many-deliveries');
+    expect(String(dead!.properties.headers?.['x-sluice-error'])).toMatch(/redelivered 2 times \(x-sluice-redeliveries\), more than the limit of 1/);
+    expect(JSON.parse(dead!.content.toString())).toEqual({ pipeline: 'crash', id });
+    expect(daemon.child.exitCode).toBeNull();
+    expect((await broker.count(n.queue)).messages).toBe(0);
+    daemon.kill('SIGTERM');
+    expect((await daemon.exited).code).toBe(0);
+  });
+});
+
