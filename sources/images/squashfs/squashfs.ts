@@ -176,6 +176,8 @@ class SquashfsReader {
   private ids: number[] = [];
   private readonly metaCache = new Map<number, { data: Buffer; next: number }>();
   private readonly fragmentCache = new Map<number, Promise<Buffer>>();
+  /** recently decompressed data blocks: a probe of a file's first bytes (nesting) and the read that follows share them */
+  private readonly blockCache = new Map<number, Promise<Buffer>>();
   private fragmentIndex: number[] | undefined;
   private readonly fail: (what: string, at?: number) => ImageError;
 
@@ -279,6 +281,16 @@ class SquashfsReader {
     const raw = await this.device.read(start, size);
     const data = sizeWord & UNCOMPRESSED_BLOCK ? raw : await this.decompress(raw, this.s.blockSize, start);
     return data;
+  }
+
+  private cachedBlock(start: number, sizeWord: number, expect: number, what: string): Promise<Buffer> {
+    let hit = this.blockCache.get(start);
+    if (hit) return hit;
+    hit = this.dataBlock(start, sizeWord, expect, what);
+    this.blockCache.set(start, hit);
+    hit.catch(() => this.blockCache.delete(start));
+    if (this.blockCache.size > Math.max(4, (8 * 2 ** 20) / this.s.blockSize)) this.blockCache.delete(this.blockCache.keys().next().value!);
+    return hit;
   }
 
   private fragmentBlock(entry: { start: number; size: number }): Promise<Buffer> {
@@ -552,11 +564,15 @@ class SquashfsReader {
     const queue: Promise<Buffer>[] = [];
     let next = 0;
     let fragmentDone = inode.fragment === NO_FRAGMENT;
+    let pulls = 0;
     const fill = () => {
-      while (queue.length < this.readAhead && next < sizes.length) {
+      // one block for the first pull (a probe of the first bytes), then `readAhead` ahead
+      const ahead = pulls++ === 0 ? 1 : this.readAhead;
+      while (queue.length < ahead && next < sizes.length) {
         const i = next++;
         const expect = Math.min(blockSize, total - i * blockSize);
-        const p = this.dataBlock(offsets[i]!, sizes[i]!, expect, what).then((b) => {
+        const sparse = (sizes[i]! & (UNCOMPRESSED_BLOCK - 1)) === 0;
+        const p = (sparse ? this.dataBlock(offsets[i]!, sizes[i]!, expect, what) : this.cachedBlock(offsets[i]!, sizes[i]!, expect, what)).then((b) => {
           if (b.length !== expect) throw this.fail(`${what}: block ${i} decompresses to ${b.length} bytes, expected ${expect}`, offsets[i]);
           return b;
         });
@@ -570,8 +586,9 @@ class SquashfsReader {
           fill();
           const head = queue.shift();
           if (head) {
-            controller.enqueue(await head);
+            const block = await head;
             fill();
+            controller.enqueue(block);
             return;
           }
           if (!fragmentDone) {

@@ -1,0 +1,12 @@
+export { BufferDevice, deviceStream, FileDevice, MAX_READ, sliceDevice, type BlockDevice, type ByteRange } from './block-device.ts';
+export { detectImage, holdEntry, imageEntries, type ImageEntriesOptions, type ImageKind } from './image-entries.ts';
+export type { ImageEntry, LayerInfo } from './image-entry.ts';
+export { ImageError } from './image-error.ts';
+export { image, type ImageOptions } from './image.ts';
+export { isExt, openExt, type Ext, type ExtInfo } from './ext4/ext4.ts';
+export { isIso9660, openIso9660, type BootEntry, type Iso9660, type Iso9660Options, type IsoInfo } from './iso9660/iso9660.ts';
+export { partitionDevices, readPartitions, type Partition, type PartitionTable } from './partitions/partitions.ts';
+export { isQcow2, openQcow2, type Qcow2Device, type Qcow2Info } from './qcow2/qcow2.ts';
+export { DEFAULT_SPOOL_BUDGET, DiskBudget, spool } from './spool.ts';
+export { isSquashfs, openSquashfs, type Squashfs, type SquashfsInfo } from './squashfs/squashfs.ts';
+export { DEFAULT_IMAGE_LIMITS, type ImageLimits, type TreeNode } from './tree-node.ts';
