@@ -11,8 +11,10 @@
  * ```
  *
  * Per package (one item each):
- *  1. its `repository_state` row, always; in a snapshot its `pkg_hash` comes from the
- *     package list, so this costs no file access;
+ *  1. its `repository_state` row, always. In a snapshot its `pkg_hash` comes from the
+ *     list when the list's header has the signature merged in; ALT's genpkglist lists do
+ *     not, and then it comes from `package_hash` (by MD5, batched) for a stored package,
+ *     from the file for one that is read: no file access for a stored package either way;
  *  2. `seen` on `package_hash.md5`: a package already stored is skipped. In a snapshot
  *     the key is the list's MD5 and the file is never opened (the old loader's rule); in
  *     a flat directory or an archive it is the MD5 of the file, read once;
@@ -31,13 +33,15 @@
  * other packages go on.
  */
 import path from 'node:path';
-import { concat, defer, from, mergeMap, of, type Observable } from 'rxjs';
+import { concat, defer, EMPTY, from, map, mergeMap, of, type Observable } from 'rxjs';
 import { z } from 'zod';
 import { seen } from '../operators/seen.ts';
+import { TransientError } from '../runtime/errors.ts';
 import { definePipeline } from '../runtime/pipeline.ts';
 import { packageRecords, repositoryStateRow, pkgHashText } from '../sources/altrepo/package-rows.ts';
 import { readListedPackage, readPackageFile, readPackageFrom, ReadSlots } from '../sources/altrepo/read-packages.ts';
 import { repoItems, type RepoItem } from '../sources/altrepo/repo-source.ts';
+import { StoredIds } from '../sources/altrepo/stored-ids.ts';
 import type { ListedPackage } from '../sources/altrepo/snapshot.ts';
 import { tableRecords, type TableRecord } from '../sources/altrepo/table-records-sink.ts';
 import { PACKAGE_TABLES, packageHash, repositoryState } from '../sources/altrepo/tables.ts';
@@ -68,28 +72,53 @@ export default definePipeline({
   permissions: ({ params }) => ({ read: [params.path] }),
   tables: Object.values(REPO_TABLES),
   onError: 'skip',
-  // many packages in flight, so `seen` lookups and inserts are batched; files are
-  // opened `readers` at a time whatever this is
-  maxInFlight: 512,
+  // as many packages in flight as a `seen` query takes keys (1000), so lookups and
+  // inserts go in full batches; files are opened `readers` at a time whatever this is
+  maxInFlight: 1000,
   source: (ctx) => repoItems(ctx, { path: ctx.params.path, layout: ctx.params.layout }),
   transform: (ctx) => {
     const { branch, date, tag, verify } = ctx.params;
     const slots = new ReadSlots(ctx.params.readers);
     let unit = 0;
-    const listedNotStored = seen<ListedPackage>(ctx, { table: packageHash, keyColumn: 'md5', keyOf: (l) => l.md5 });
+    // the list is read far faster than keys could gather in 50 ms: a short wait is enough to fill a query
+    const listedNotStored = seen<ListedPackage>(ctx, { table: packageHash, keyColumn: 'md5', keyOf: (l) => l.md5, maxWaitMs: 10 });
     const readNotStored = seen<RpmPackage>(ctx, { table: packageHash, keyColumn: 'md5', keyOf: (p) => p.digests.md5 });
+    const ids = new StoredIds(ctx, { maxWaitMs: 10 });
     const name = (file: string) => path.join(ctx.params.path, path.relative(path.resolve(ctx.params.path), file));
 
+    const stateOf = (l: ListedPackage, hash: string): RepoRecord => ({
+      table: 'repository_state',
+      row: repositoryStateRow({ branch, date, tag, arch: l.arch, component: l.component }, hash, l.filename),
+    });
+    const read = (l: ListedPackage) => slots.run(() => readListedPackage(ctx, l, { verify, name }));
+
     const listed = (l: ListedPackage): Observable<RepoRecord> => {
-      const state: RepoRecord = { table: 'repository_state', row: repositoryStateRow({ branch, date, tag, arch: l.arch, component: l.component }, l.pkgHash, l.filename) };
-      return concat(
-        of(state),
-        of(l).pipe(
-          listedNotStored,
-          mergeMap((p) => slots.run(() => readListedPackage(ctx, p, { verify, name }))),
-          mergeMap((pkg): RepoRecord[] => packageRecords(pkg, { filename: l.filename, unit: ++unit })),
-        ),
-      );
+      if (l.pkgHash) {
+        // the list's header gives the id: the state row needs nothing else
+        return concat(
+          of(stateOf(l, l.pkgHash)),
+          of(l).pipe(listedNotStored, mergeMap(read), mergeMap((pkg): RepoRecord[] => packageRecords(pkg, { filename: l.filename, unit: ++unit }))),
+        );
+      }
+      // genpkglist's entries carry no id: a package read gives its own, a stored one has it in package_hash
+      return defer(() => {
+        let loaded = false;
+        return concat(
+          of(l).pipe(
+            listedNotStored,
+            mergeMap(read),
+            mergeMap((pkg): RepoRecord[] => {
+              loaded = true;
+              return [stateOf(l, pkgHashText(pkgHash(pkg))), ...packageRecords(pkg, { filename: l.filename, unit: ++unit })];
+            }),
+          ),
+          defer(() => (loaded ? EMPTY : from(ids.get(l.md5)).pipe(map((hash) => {
+            // stored a moment ago, gone now (someone deleted it): try the item again, it will be loaded
+            if (hash === undefined) throw new TransientError(`${l.list}: ${l.filename}: package_hash has no row for MD5 ${l.md5} any more`);
+            return stateOf(l, hash);
+          })))),
+        );
+      });
     };
 
     const file = (it: Extract<RepoItem, { kind: 'file' }>): Observable<RepoRecord> =>

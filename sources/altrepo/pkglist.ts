@@ -13,18 +13,27 @@
  * | 1000005 | string | the package file's MD5, hex (`CRPMTAG_MD5`) |
  * | 1000009 | string | the package file's BLAKE2b-512, hex (ALT's addition) |
  *
- * So a loader knows a listed package's identity (`pkg_hash`, from SHA1HEADER, SIGMD5,
- * SIGGPG and BUILDTIME) and its file's MD5 without opening the package file; the old
- * loader skipped known packages by that MD5, and so do the sluice loaders.
+ * So a loader knows a listed package's file's MD5 without opening the package file;
+ * the old loader skipped known packages by that MD5, and so do the sluice loaders.
+ *
+ * Two forms of entry exist. ALT's genpkglist writes a **new** header with a chosen set
+ * of tags (name, epoch, version, release, group, arch, packager, sourcerpm, size,
+ * vendor, description, summary, buildtime, the i18n table, the dependencies, a stripped
+ * file list, optionally the changelog) and the apt tags: no SHA1HEADER and no SIGMD5,
+ * so the package's `pkg_hash` cannot be computed from it (the entry's `pkgHash` is '';
+ * the loader takes the id from the store, or from the file when it reads it). A list
+ * made from whole headers with the signature merged (as rpm merges it when it reads a
+ * package: SIGMD5 261, SIGGPG 262, SIGSIZE 257, SHA1HEADER 269 …) does carry the id.
  *
  * `pkglistEntries` reads a list, one header at a time (memory: one header, whatever the
  * list's size), and keeps only what a loader needs: the entries hold strings and
  * numbers, never the header's bytes (which would pin the decoder's chunks in memory).
- * `pkglistHeader` writes one entry the way genpkglist does (new entries and their data
- * appended after the original header's, whose immutable region stays as it was), for
- * the fixture script and the benchmark: genpkglist itself is an ALT tool and cannot be
- * run here. Unlike genpkglist by default, it keeps every tag (genpkglist strips file
- * lists and changelogs unless `--bloat`): the loaders read those from the package.
+ * `pkglistHeader` writes one entry in either form, for the fixture script, the tests
+ * and the benchmark (genpkglist itself is an ALT tool and cannot be run here): `merged`
+ * keeps the whole main header (its immutable region as it was) and appends the merged
+ * signature values and the apt tags after it, the way rpm appends tags to a header;
+ * `genpkglist` makes a new header of genpkglist's tags (with the whole file list, as
+ * its `--bloat` does) and the apt tags.
  *
  * @example
  * ```ts
@@ -63,7 +72,7 @@ export interface PkglistEntry {
   readonly blake2b: string;
   /** the file's size; 0 when the list does not say */
   readonly size: number;
-  /** ALT's package id, decimal (see `pkgHash`) */
+  /** ALT's package id, decimal (see `pkgHash`); '' when the header cannot give it (no SHA1HEADER, no SIGMD5: genpkglist's form) */
   readonly pkgHash: string;
   readonly name: string;
   readonly epoch: number | undefined;
@@ -103,10 +112,12 @@ function entryOf(header: RpmHeader, source: string): PkglistEntry {
     ? rpmFormatError(source, header.offset, `package list entry ${info.name}-${info.version}-${info.release} has no valid ${missing.join(' and no valid ')}`, 'the list was not made by genpkglist, or is corrupt; regenerate it')
     : undefined;
   let hash = '';
-  try {
-    hash = pkgHash(info).toString();
-  } catch (err) {
-    error ??= err instanceof PermanentError ? err : rpmFormatError(source, header.offset, String(err));
+  if (header.has(TAG.SHA1HEADER) || header.has(TAG.SIGMD5)) {
+    try {
+      hash = pkgHash(info).toString();
+    } catch (err) {
+      error ??= err instanceof PermanentError ? err : rpmFormatError(source, header.offset, String(err));
+    }
   }
   const entry = fields(info, header, filename, md5, hash);
   return error ? { ...entry, error } : entry;
@@ -155,18 +166,32 @@ const UNMERGED = new Set<number>([62, SIGTAG.RESERVEDSPACE]);
 
 const ALIGN: Readonly<Record<number, number>> = { [TYPE.INT16]: 2, [TYPE.INT32]: 4, [TYPE.INT64]: 8 };
 
+/** The tags genpkglist copies into a list entry (apt-rpm's genpkglist.cc), in its order; then the file list. */
+export const GENPKGLIST_TAGS: readonly number[] = [
+  TAG.NAME, TAG.EPOCH, TAG.VERSION, TAG.RELEASE, TAG.GROUP, TAG.ARCH, TAG.PACKAGER, TAG.SOURCERPM, TAG.SIZE, TAG.VENDOR,
+  TAG.DESCRIPTION, TAG.SUMMARY, TAG.BUILDTIME, TAG.HEADERI18NTABLE,
+  TAG.REQUIREFLAGS, TAG.REQUIRENAME, TAG.REQUIREVERSION,
+  TAG.CONFLICTFLAGS, TAG.CONFLICTNAME, TAG.CONFLICTVERSION,
+  TAG.PROVIDENAME, TAG.PROVIDEFLAGS, TAG.PROVIDEVERSION,
+  TAG.OBSOLETENAME, TAG.OBSOLETEFLAGS, TAG.OBSOLETEVERSION,
+  TAG.BASENAMES, TAG.DIRNAMES, TAG.DIRINDEXES,
+];
+
+export type PkglistForm = 'merged' | 'genpkglist';
+
 /**
- * One pkglist entry for a package: its main header with the signature merged in and
- * the apt tags appended, as bytes (concatenate them for a list, then compress it).
+ * One pkglist entry for a package, as bytes (concatenate them for a list, then
+ * compress it): `merged` (default), its main header with the signature merged in and
+ * the apt tags appended; `genpkglist`, a new header of `GENPKGLIST_TAGS` and the apt tags.
  */
-export function pkglistHeader(pkg: { readonly header: RpmHeader; readonly signature: RpmHeader }, apt: AptFields): Buffer {
+export function pkglistHeader(pkg: { readonly header: RpmHeader; readonly signature: RpmHeader }, apt: AptFields, form: PkglistForm = 'merged'): Buffer {
   const main = pkg.header;
-  const il = main.entries.length;
+  const il = form === 'merged' ? main.entries.length : 0;
   const index: Buffer[] = [main.bytes.subarray(16, 16 + il * 16)];
-  const data: Buffer[] = [main.bytes.subarray(16 + il * 16)];
+  const data: Buffer[] = [form === 'merged' ? main.bytes.subarray(16 + il * 16) : Buffer.alloc(0)];
   let dataSize = data[0]!.length;
   let count = il;
-  const present = new Set(main.tags());
+  const present = new Set(form === 'merged' ? main.tags() : []);
   const add = (tag: number, type: number, n: number, bytes: Buffer) => {
     const align = ALIGN[type] ?? 1;
     const pad = (align - (dataSize % align)) % align;
@@ -185,7 +210,13 @@ export function pkglistHeader(pkg: { readonly header: RpmHeader; readonly signat
     count++;
     present.add(tag);
   };
-  for (const e of pkg.signature.entries) {
+  if (form === 'genpkglist') {
+    for (const tag of GENPKGLIST_TAGS) {
+      const e = main.entry(tag);
+      if (e) add(tag, e.type, e.count, Buffer.from(main.raw(tag)!));
+    }
+  }
+  for (const e of form === 'merged' ? pkg.signature.entries : []) {
     if (UNMERGED.has(e.tag)) continue;
     const target = LEGACY_SIG_TAGS.get(e.tag) ?? (e.tag >= 256 && e.tag < 1000 ? e.tag : undefined);
     if (target === undefined || present.has(target)) continue;

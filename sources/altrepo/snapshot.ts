@@ -55,7 +55,7 @@ export interface ListedPackage {
   /** from `files/list/<arch>.hash.xz`, when the snapshot has it */
   readonly sha256: string | undefined;
   readonly size: number;
-  /** ALT's package id computed from the list's header, decimal */
+  /** ALT's package id computed from the list's header, decimal; '' when the header cannot give it (genpkglist's entries) */
   readonly pkgHash: string;
   /** the list it came from, relative to the root */
   readonly list: string;
