@@ -40,6 +40,7 @@ import {
   type CvmfsServerScrape,
 } from '../sources/http/cvmfs/cvmfs.ts';
 import { parseServerAddress } from '../sources/http/cvmfs/server-address.ts';
+import { where } from '../sinks/where.ts';
 
 const serverSpec = z.string().refine((s) => {
   try {
@@ -200,26 +201,6 @@ export function rowsOf(scrape: CvmfsServerScrape, runId = ''): CvmfsRow[] {
   return rows;
 }
 
-/**
- * A sink that passes on only the records `select` keeps (the others count as accepted),
- * as `as` shapes them. Open and close go through, so a sink that drops unwritten series
- * on close still sees every run end.
- */
-function only<R, S extends R, T = S>(select: (record: R) => record is S, sink: Sink<T>, as: (record: S) => T = (r) => r as unknown as T): Sink<R> {
-  return {
-    name: sink.name,
-    kind: sink.kind,
-    batch: sink.batch,
-    open: sink.open,
-    close: sink.close,
-    write: (records, ctx) => {
-      const kept: T[] = [];
-      for (const r of records) if (select(r)) kept.push(as(r));
-      return kept.length ? sink.write(kept, ctx) : undefined;
-    },
-  };
-}
-
 const isServer = (r: CvmfsRow): r is ServerRow => r.kind === 'server';
 const isRepo = (r: CvmfsRow): r is RepoRow => r.kind === 'repo';
 
@@ -233,7 +214,7 @@ function gauge<T extends CvmfsRow>(
   resetEachRun = true,
 ): Sink<CvmfsRow> {
   const has = (r: CvmfsRow): r is T => is(r) && typeof value(r) === 'number';
-  return only(has, prometheus<T>({
+  return where(has, prometheus<T>({
     name: `cvmfs-${name}`,
     resetEachRun,
     metrics: { [name]: { type: 'gauge', help, labels: labels as readonly (keyof T & string)[], value: (r) => value(r)! } },
@@ -303,7 +284,7 @@ export default definePipeline({
   },
   transform: (ctx) => pipe(mergeMap((scrape: CvmfsServerScrape) => rowsOf(scrape, ctx.runId))),
   sinks: ({ params: p }) => [
-    only(isServer, snapshot<ServerRow>({
+    where(isServer, snapshot<ServerRow>({
       path: p.snapshot,
       wrap: (rows) => ({
         scrapedAt: rows.map((r) => r.scrapedAt).sort()[0] ?? new Date().toISOString(),
@@ -313,7 +294,7 @@ export default definePipeline({
       }),
     })),
     ...metricSinks(),
-    ...(p.history ? [only((r: CvmfsRow): r is CvmfsRow => true, clickhouse(cvmfsScrapes), historyRowOf)] : []),
+    ...(p.history ? [where((r: CvmfsRow): r is CvmfsRow => true, clickhouse(cvmfsScrapes), historyRowOf)] : []),
   ],
   nextSteps: ({ params: p }) => (p.history
     ? ['', 'Repositories behind their Stratum 0 in the last scrape:',

@@ -11,10 +11,11 @@
 import path from 'node:path';
 import { mergeMap, pipe } from 'rxjs';
 import { z } from 'zod';
-import { definePipeline, item, type Sink } from '../runtime/pipeline.ts';
+import { definePipeline, item } from '../runtime/pipeline.ts';
 import { prometheus } from '../sinks/prometheus.ts';
 import { snapshot } from '../sinks/snapshot.ts';
 import { OpenIoProxy, type ConscienceService } from '../sources/http/openio/proxy.ts';
+import { where } from '../sinks/where.ts';
 
 export interface ServiceRow {
   kind: 'service';
@@ -46,16 +47,6 @@ interface TypeList {
   type: string;
   services: ConscienceService[];
   scrapedAt: string;
-}
-
-function only<R, S extends R>(select: (record: R) => record is S, sink: Sink<S>): Sink<R> {
-  return {
-    name: sink.name, kind: sink.kind, batch: sink.batch, open: sink.open, close: sink.close,
-    write: (records, ctx) => {
-      const kept = records.filter(select);
-      return kept.length ? sink.write(kept, ctx) : undefined;
-    },
-  };
 }
 
 export function serviceRows(ns: string, list: TypeList): Row[] {
@@ -103,7 +94,6 @@ export default definePipeline({
   },
   onError: 'skip',
   source: async function* (ctx) {
-    ctx.http.useMetrics(ctx.metrics);
     const proxy = new OpenIoProxy(ctx.http, ctx.params.proxy, ctx.params.ns, { signal: ctx.signal, timeoutMs: ctx.params.timeoutMs });
     for (const type of ctx.params.types) {
       const url = `${proxy.base}/conscience/list?type=${type}`;
@@ -116,15 +106,15 @@ export default definePipeline({
   },
   transform: (ctx) => pipe(mergeMap((list: TypeList) => serviceRows(ctx.params.ns, list))),
   sinks: ({ params: p }) => [
-    only((r: Row): r is ServiceRow => r.kind === 'service', snapshot<ServiceRow>({
+    where((r: Row): r is ServiceRow => r.kind === 'service', snapshot<ServiceRow>({
       path: p.snapshot,
       wrap: (rows) => ({ ns: p.ns, services: rows.map(({ kind: _k, ...s }) => s).sort((a, b) => a.type.localeCompare(b.type) || a.addr.localeCompare(b.addr)) }),
     })),
-    only((r: Row): r is ServiceRow => r.kind === 'service', prometheus<ServiceRow>({ name: 'openio-services', resetEachRun: true, metrics: {
+    where((r: Row): r is ServiceRow => r.kind === 'service', prometheus<ServiceRow>({ name: 'openio-services', resetEachRun: true, metrics: {
       openio_service_score: { type: 'gauge', help: 'The conscience\'s score of the service (0 when down)', labels: SERVICE_LABELS, value: (r) => r.score },
       openio_service_up: { type: 'gauge', help: 'Whether the conscience says the service is up (tag.up)', labels: SERVICE_LABELS, value: (r) => (r.up ? 1 : 0) },
     } })),
-    only((r: Row): r is TypeRow => r.kind === 'type', prometheus<TypeRow>({ name: 'openio-types', resetEachRun: true, metrics: {
+    where((r: Row): r is TypeRow => r.kind === 'type', prometheus<TypeRow>({ name: 'openio-types', resetEachRun: true, metrics: {
       openio_conscience_services: { type: 'gauge', help: 'Services of the type the conscience lists', labels: ['ns', 'type'], value: (r) => r.services },
       openio_conscience_services_up: { type: 'gauge', help: 'Services of the type the conscience says are up', labels: ['ns', 'type'], value: (r) => r.up },
       openio_conscience_scrape_timestamp_seconds: { type: 'gauge', help: 'When the conscience list of the type was read', labels: ['ns', 'type'], value: (r) => r.scrapedAt },

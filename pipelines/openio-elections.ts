@@ -11,10 +11,11 @@
 import path from 'node:path';
 import { mergeMap, pipe } from 'rxjs';
 import { z } from 'zod';
-import { definePipeline, item, type Sink } from '../runtime/pipeline.ts';
+import { definePipeline, item } from '../runtime/pipeline.ts';
 import { prometheus } from '../sinks/prometheus.ts';
 import { snapshot } from '../sinks/snapshot.ts';
 import { OpenIoProxy, type ElectionStatus, type PeerAnswer } from '../sources/http/openio/proxy.ts';
+import { where } from '../sinks/where.ts';
 
 const ELECTION_STATES = ['total', 'none', 'pending', 'failed', 'slave', 'master'] as const;
 
@@ -53,16 +54,6 @@ export function electionRows(r: BaseResult): Row[] {
   return rows;
 }
 
-function only<R, S extends R>(select: (record: R) => record is S, sink: Sink<S>): Sink<R> {
-  return {
-    name: sink.name, kind: sink.kind, batch: sink.batch, open: sink.open, close: sink.close,
-    write: (records, ctx) => {
-      const kept = records.filter(select);
-      return kept.length ? sink.write(kept, ctx) : undefined;
-    },
-  };
-}
-
 const is = <K extends Row['kind']>(kind: K) => (r: Row): r is Extract<Row, { kind: K }> => r.kind === kind;
 
 export default definePipeline({
@@ -85,7 +76,6 @@ export default definePipeline({
   maxInFlight: 8,
   source: (ctx) => ctx.params.cid.map((cid) => item(`${ctx.params.ns}/${ctx.params.type}/${cid.toUpperCase()}`, cid.toUpperCase())),
   transform: (ctx) => {
-    ctx.http.useMetrics(ctx.metrics);
     const proxy = new OpenIoProxy(ctx.http, ctx.params.proxy, ctx.params.ns, { signal: ctx.signal, timeoutMs: ctx.params.timeoutMs });
     return pipe(mergeMap(async (cid: string) => {
       const [election, info] = await Promise.all([
@@ -97,18 +87,18 @@ export default definePipeline({
     }), mergeMap((rows) => rows));
   },
   sinks: ({ params: p }) => [
-    only(is('base'), snapshot<BaseRow>({ path: p.snapshot, sortBy: 'base', wrap: (rows) => ({ ns: p.ns, type: p.type, bases: rows.map(({ kind: _k, ...b }) => b) }) })),
-    only(is('base'), prometheus<BaseRow>({ name: 'openio-bases', resetEachRun: true, metrics: {
+    where(is('base'), snapshot<BaseRow>({ path: p.snapshot, sortBy: 'base', wrap: (rows) => ({ ns: p.ns, type: p.type, bases: rows.map(({ kind: _k, ...b }) => b) }) })),
+    where(is('base'), prometheus<BaseRow>({ name: 'openio-bases', resetEachRun: true, metrics: {
       openio_election_healthy: { type: 'gauge', help: 'Whether the base has exactly one master that every slave names, and no failed peer', labels: ['ns', 'type', 'base'], value: (r) => (r.healthy ? 1 : 0) },
       openio_election_claimed_masters: { type: 'gauge', help: 'Distinct addresses the base\'s peers name as master (1 when they agree)', labels: ['ns', 'type', 'base'], value: (r) => r.claimedMasters.length },
     } })),
-    only(is('role'), prometheus<RoleRow>({ name: 'openio-roles', resetEachRun: true, metrics: {
+    where(is('role'), prometheus<RoleRow>({ name: 'openio-roles', resetEachRun: true, metrics: {
       openio_election_peers: { type: 'gauge', help: 'Peers of the base by role: master, slave, failed', labels: ['ns', 'type', 'base', 'role'], value: (r) => r.peers },
     } })),
-    only(is('peer'), prometheus<PeerRow>({ name: 'openio-peers', resetEachRun: true, metrics: {
+    where(is('peer'), prometheus<PeerRow>({ name: 'openio-peers', resetEachRun: true, metrics: {
       openio_election_peer_failed: { type: 'gauge', help: 'Whether the peer failed to answer the election status (1) or answered as master or slave (0)', labels: ['ns', 'type', 'base', 'peer'], value: (r) => r.failed },
     } })),
-    only(is('counter'), prometheus<CounterRow>({ name: 'openio-election-counters', resetEachRun: true, metrics: {
+    where(is('counter'), prometheus<CounterRow>({ name: 'openio-election-counters', resetEachRun: true, metrics: {
       openio_service_elections: { type: 'gauge', help: 'Elections the service holds, by state (admin/info)', labels: ['ns', 'type', 'service', 'state'], value: (r) => r.value },
     } })),
   ],

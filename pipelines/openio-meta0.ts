@@ -10,10 +10,11 @@ import path from 'node:path';
 import { mergeMap, pipe } from 'rxjs';
 import { z } from 'zod';
 import { classifyError } from '../runtime/errors.ts';
-import { definePipeline, item, type Sink } from '../runtime/pipeline.ts';
+import { definePipeline, item } from '../runtime/pipeline.ts';
 import { prometheus } from '../sinks/prometheus.ts';
 import { snapshot } from '../sinks/snapshot.ts';
 import { OpenIoProxy } from '../sources/http/openio/proxy.ts';
+import { where } from '../sinks/where.ts';
 
 export interface PrefixRow { kind: 'prefix'; prefix: string; services: string[] }
 interface ServiceCountRow { kind: 'service'; ns: string; service: string; prefixes: number }
@@ -23,18 +24,6 @@ type Row = PrefixRow | ServiceCountRow | TotalRow;
 type Chunk = { kind: 'prefixes'; entries: [string, string[]][] } | { kind: 'summary'; perService: [string, number][]; total: number };
 
 const ENTRIES_PER_ITEM = 4096;
-
-/** A sink that passes on only the records `select` keeps, as `as` shapes them. */
-function only<R, S extends R, T = S>(select: (record: R) => record is S, sink: Sink<T>, as: (record: S) => T = (r) => r as unknown as T): Sink<R> {
-  return {
-    name: sink.name, kind: sink.kind, batch: sink.batch, open: sink.open, close: sink.close,
-    write: (records, ctx) => {
-      const kept: T[] = [];
-      for (const r of records) if (select(r)) kept.push(as(r));
-      return kept.length ? sink.write(kept, ctx) : undefined;
-    },
-  };
-}
 
 const is = <K extends Row['kind']>(kind: K) => (r: Row): r is Extract<Row, { kind: K }> => r.kind === kind;
 
@@ -52,7 +41,6 @@ export default definePipeline({
     return { net: [`${u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`], write: [path.dirname(p.out)] };
   },
   source: async function* (ctx) {
-    ctx.http.useMetrics(ctx.metrics);
     const proxy = new OpenIoProxy(ctx.http, ctx.params.proxy, ctx.params.ns, { signal: ctx.signal, timeoutMs: ctx.params.timeoutMs });
     // bounded by the map's size (≤ 65,536 short keys), so a resumed stream writes each prefix once
     const seen = new Set<string>();
@@ -88,11 +76,11 @@ export default definePipeline({
       { kind: 'total', ns: ctx.params.ns, prefixes: chunk.total },
     ]))),
   sinks: ({ params: p }) => [
-    only(is('prefix'), snapshot<Omit<PrefixRow, 'kind'>>({ path: p.out, format: 'jsonl' }), ({ prefix, services }) => ({ prefix, services })),
-    only(is('service'), prometheus<ServiceCountRow>({ name: 'openio-meta0-services', resetEachRun: true, metrics: {
+    where(is('prefix'), snapshot<Omit<PrefixRow, 'kind'>>({ path: p.out, format: 'jsonl' }), ({ prefix, services }) => ({ prefix, services })),
+    where(is('service'), prometheus<ServiceCountRow>({ name: 'openio-meta0-services', resetEachRun: true, metrics: {
       openio_meta0_prefixes: { type: 'gauge', help: 'meta0 prefixes whose meta1 replicas include the service', labels: ['ns', 'service'], value: (r) => r.prefixes },
     } })),
-    only(is('total'), prometheus<TotalRow>({ name: 'openio-meta0-total', resetEachRun: true, metrics: {
+    where(is('total'), prometheus<TotalRow>({ name: 'openio-meta0-total', resetEachRun: true, metrics: {
       openio_meta0_mapped_prefixes: { type: 'gauge', help: 'meta0 prefixes in the map (65,536 when complete)', labels: ['ns'], value: (r) => r.prefixes },
     } })),
   ],

@@ -91,7 +91,6 @@ export default definePipeline({
   source: async function* (ctx) {
     const p = ctx.params;
     check(p);
-    ctx.http.useMetrics(ctx.metrics);
     const admin = new PvArchiverAdmin(ctx.http, p.url, { signal: ctx.signal, timeoutMs: p.timeoutMs, username: p.username, password: process.env[p.passwordEnv] });
     if (p.action === 'export') {
       const xml = (await admin.exportConfiguration(p.serverId)).toString('utf8');

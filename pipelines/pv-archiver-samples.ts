@@ -102,7 +102,6 @@ export default definePipeline({
   onError: 'skip',
   source: async function* (ctx) {
     const p = ctx.params;
-    ctx.http.useMetrics(ctx.metrics);
     const archive = new PvArchiveAccess(ctx.http, p.url, { signal: ctx.signal });
     const start = parseTimeNs(p.start);
     const end = p.end === 'now' ? BigInt(Date.now()) * 1_000_000n : parseTimeNs(p.end);

@@ -11,10 +11,11 @@
 import path from 'node:path';
 import { mergeMap, pipe } from 'rxjs';
 import { z } from 'zod';
-import { definePipeline, item, type Sink } from '../runtime/pipeline.ts';
+import { definePipeline, item } from '../runtime/pipeline.ts';
 import { prometheus } from '../sinks/prometheus.ts';
 import { snapshot } from '../sinks/snapshot.ts';
 import { PvArchiverAdmin, type ChannelInfo, type ClusterServer, type ServerStatus } from '../sources/http/pv-archiver/admin.ts';
+import { where } from '../sinks/where.ts';
 
 const STATES = ['ok', 'error', 'disconnected', 'disabled', 'initializing', 'destroyed'];
 
@@ -56,17 +57,6 @@ export function statusRows(doc: PvStatusDocument): StatusRow[] {
   return rows;
 }
 
-/** A sink that passes on only the records `select` keeps. */
-function only<R, S extends R>(select: (record: R) => record is S, sink: Sink<S>): Sink<R> {
-  return {
-    name: sink.name, kind: sink.kind, batch: sink.batch, open: sink.open, close: sink.close,
-    write: (records, ctx) => {
-      const kept = records.filter(select);
-      return kept.length ? sink.write(kept, ctx) : undefined;
-    },
-  };
-}
-
 const is = <K extends StatusRow['kind']>(kind: K) => (r: StatusRow): r is Extract<StatusRow, { kind: K }> => r.kind === kind;
 
 export default definePipeline({
@@ -82,7 +72,6 @@ export default definePipeline({
     return { net: [`${u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`], write: [path.dirname(p.snapshot)] };
   },
   source: async function* (ctx) {
-    ctx.http.useMetrics(ctx.metrics);
     const admin = new PvArchiverAdmin(ctx.http, ctx.params.url, { signal: ctx.signal, timeoutMs: ctx.params.timeoutMs });
     const [thisServer, cluster] = await Promise.all([admin.serverStatus(), admin.clusterStatus()]);
     const channelsByServer = await Promise.all(cluster.map(async (s) => ({ serverId: s.serverId, serverName: s.serverName, ...(await admin.serverChannels(s.serverId)) })));
@@ -90,15 +79,15 @@ export default definePipeline({
   },
   transform: () => pipe(mergeMap((doc: PvStatusDocument) => statusRows(doc))),
   sinks: ({ params: p }) => [
-    only(is('document'), snapshot<DocumentRow>({ path: p.snapshot, wrap: (docs) => { const { kind: _k, ...doc } = docs[0]!; return doc; } })),
-    only(is('server'), prometheus<ServerRow>({ name: 'pv-servers', resetEachRun: true, metrics: {
+    where(is('document'), snapshot<DocumentRow>({ path: p.snapshot, wrap: (docs) => { const { kind: _k, ...doc } = docs[0]!; return doc; } })),
+    where(is('server'), prometheus<ServerRow>({ name: 'pv-servers', resetEachRun: true, metrics: {
       pv_archiver_server_online: { type: 'gauge', help: 'Whether the archive server is online (1) or not (0), from the cluster status', labels: ['server_id', 'server_name'], value: (r) => r.online },
       pv_archiver_server_last_online_timestamp_seconds: { type: 'gauge', help: 'When the archive server was last seen online', labels: ['server_id', 'server_name'], value: (r) => r.last_online },
     } })),
-    only(is('state'), prometheus<StateRow>({ name: 'pv-states', resetEachRun: true, metrics: {
+    where(is('state'), prometheus<StateRow>({ name: 'pv-states', resetEachRun: true, metrics: {
       pv_archiver_channels: { type: 'gauge', help: 'Channels of an archive server by state ("unknown" while the server is offline)', labels: ['server_id', 'server_name', 'state'], value: (r) => r.channels },
     } })),
-    only(is('counters'), prometheus<CounterRow>({ name: 'pv-counters', resetEachRun: true, metrics: {
+    where(is('counters'), prometheus<CounterRow>({ name: 'pv-counters', resetEachRun: true, metrics: {
       pv_archiver_samples_written: { type: 'gauge', help: 'Samples the server\'s channels have written since it started', labels: ['server_id', 'server_name'], value: (r) => r.written },
       pv_archiver_samples_dropped: { type: 'gauge', help: 'Samples the server\'s channels have dropped since it started', labels: ['server_id', 'server_name'], value: (r) => r.dropped },
       pv_archiver_cassandra_error: { type: 'gauge', help: 'Whether the server reports a Cassandra error (1) or not (0)', labels: ['server_id', 'server_name'], value: (r) => r.cassandra_error },

@@ -269,7 +269,7 @@ export class HttpClient {
 
   /**
    * Record this client's metrics in `registry` (idempotent; the first registry wins).
-   * Sources call it with `ctx.metrics` so a run's /metrics shows its HTTP traffic.
+   * The runner attaches the run's registry, so a run's /metrics shows its HTTP traffic.
    */
   useMetrics(registry: Registry): this {
     if (!this.metrics) {

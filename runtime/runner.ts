@@ -156,7 +156,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   options.signal?.addEventListener('abort', onStop, { once: true });
   options.killSignal?.addEventListener('abort', onKill, { once: true });
 
-  const http = new HttpClient(permissions);
+  const http = new HttpClient(permissions, { registry });
   let storePromise: Promise<ClickHouseStore> | undefined;
   const store = () => {
     storePromise ??= options.openStore

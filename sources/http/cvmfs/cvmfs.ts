@@ -54,7 +54,6 @@ interface Job {
 
 /** Scrape every server; yields one item per server, Stratum 0 first. */
 export async function* cvmfs(ctx: RunContext, options: CvmfsSourceOptions): AsyncGenerator<TaggedItem<CvmfsServerScrape>> {
-  ctx.http.useMetrics(ctx.metrics);
   const style = options.serverLabel ?? 'short';
   const jobs: Job[] = [
     ...(options.stratum0 ?? []).map((s) => ({ address: parseServerAddress(s, style), type: 'stratum0' as const })),
