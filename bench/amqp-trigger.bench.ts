@@ -112,7 +112,8 @@ async function main(): Promise<void> {
   process.env.SLUICE_PIPELINES_DIR = pipelines;
 
   const store = await openServerStore({ url: chUrl, database });
-  const model = await amqp.connect(AMQP_URL);
+  // Nagle off, as in sluice's own connections (a small publish must not wait for an ACK)
+  const model = await amqp.connect(AMQP_URL, { noDelay: true });
   model.on('error', () => undefined);
   const daemons: { child: ChildProcess; port: number }[] = [];
   const cleanup = async () => {

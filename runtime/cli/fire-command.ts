@@ -8,7 +8,7 @@
  * ```
  *
  * Exit codes: 0 published (with `--wait`: the run succeeded); 1 the run failed or the
- * message was rejected (the error is printed); 2 usage or params error; 3 the message
+ * message was rejected (the error is printed); 2 usage, params or config error; 3 the message
  * could not be published (broker unreachable, nothing bound for the routing key);
  * 4 `--wait` timed out (the message stays queued; a daemon may still run it).
  */
@@ -63,7 +63,7 @@ Publish a trigger message (publisher confirms) for the daemon (npm run serve).
   --json                   print the result message as JSON on stdout
   --quiet                  print nothing but errors
 
-Exit codes: 0 ok, 1 run failed or message rejected, 2 usage/params error, 3 not published, 4 --wait timed out.
+Exit codes: 0 ok, 1 run failed or message rejected, 2 usage, params or config error, 3 not published, 4 --wait timed out.
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -71,8 +71,9 @@ export async function main(argv: string[]): Promise<number> {
     return await fire(argv);
   } catch (err) {
     if (err instanceof SluiceError) {
+      // a bad config file or URL: nothing was sent
       process.stderr.write(`sluice fire: ${describeError(err)}\n`);
-      return 1;
+      return 2;
     }
     throw err;
   }

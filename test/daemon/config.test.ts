@@ -159,3 +159,19 @@ describe('topic patterns', () => {
     expect(topicMatches('#', '')).toBe(true);
   });
 });
+
+describe('docs/daemon.md', () => {
+  it('its config examples parse, and its repo.load route maps the old message as it says', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(path.join(import.meta.dirname, '../../docs/daemon.md'), 'utf8');
+    const blocks = [...text.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    // the config examples (the trigger, result and notification examples are not configs)
+    const configs = blocks.filter((b) => /"(routes|amqp)"\s*:/.test(b)).map((b) => JSON.parse(b) as Record<string, unknown>);
+    expect(configs.length).toBeGreaterThanOrEqual(2);
+    for (const c of configs) expect(() => parseDaemonConfig(c)).not.toThrow();
+    const dropIn = parseDaemonConfig(configs.find((c) => 'routes' in c && (c.routes as unknown[]).length > 0));
+    const route = new RouteTable(dropIn.routes).match('repodb-ex', 'repo.load')!;
+    expect(route.map({ branch: 'p10', date: '2022-06-22' })).toEqual({ path: '/archive/repo/p10/date/2022/06/22', branch: 'p10', date: '2022-06-22' });
+    expect(() => route.map({ branch: 'p99', date: '2022-06-22' })).toThrow('unknown branch "p99" (known: sisyphus, p10, p9)');
+  });
+});

@@ -68,14 +68,15 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  let exit: { code: number | null } | undefined;
   if (daemon) {
     daemon.kill('SIGTERM');
-    const exit = await daemon.exited;
-    expect(exit.code, daemon.log()).toBe(0);
+    exit = await daemon.exited;
   }
   await broker?.cleanup(n, { queues: [doneQueue, notifyQueue], exchanges: [routeEx, doneEx, notifyEx] });
   await broker?.close();
   await dropDb?.();
+  if (exit) expect(exit.code, daemon.log()).toBe(0);
 }, 120_000);
 
 async function runRecords(triggerId: string): Promise<{ status: string; trigger: string; params: string; id: string }[]> {
