@@ -48,7 +48,10 @@ export async function* repoItems(ctx: RunContext, options: { path: string; layou
     }
     return;
   }
-  const snapshot = options.layout === 'snapshot' || (options.layout === 'auto' && (await isSnapshot(ctx, root)));
+  const snapshot = options.layout !== 'flat' && (await isSnapshot(ctx, root));
+  if (options.layout === 'snapshot' && !snapshot) {
+    throw new FatalError(`${root} is not an ALT snapshot: no <arch>/base/ with a package list or a release file`, { item: root, hint: 'give the snapshot root (the directory holding x86_64/, noarch/ …), or layout=flat' });
+  }
   if (snapshot) {
     ctx.log.info(`${root}: reading it as an ALT snapshot (package lists in <arch>/base/)`);
     for await (const it of snapshotPackages(ctx, { root })) yield retag(it, { kind: 'listed', listed: it.data });

@@ -161,10 +161,8 @@ export function tableRecords<T extends TableSet>(
 
     close: async (outcome) => {
       written.clear();
-      if (outcome.status !== 'running') {
-        const parts = Object.entries(stats.rows).map(([t, n]) => `${t} ${n}`).join(', ');
-        log?.info(`rows written: ${parts}${stats.withheldMarkers ? `; ${stats.withheldMarkers} markers withheld` : ''}`);
-      }
+      const parts = Object.entries(stats.rows).map(([t, n]) => `${t} ${n}`).join(', ');
+      log?.info(`rows written: ${parts}${stats.withheldMarkers ? `; ${stats.withheldMarkers} markers withheld` : ''}`);
       for (const sink of inner.values()) await sink.close?.(outcome);
     },
   };

@@ -15,7 +15,7 @@ import { quoteIdentifier, quoteString, type ClickHouseStore, type InsertOptions,
 import { PermanentError, TransientError } from '../../runtime/errors.ts';
 import { pkgHash } from '../../sources/rpm/index.ts';
 import { qfRows, qfSections, RPMS, sums, text } from '../rpm/support.ts';
-import { copyTree, quiet, RPM_FIXTURES, rowCount, run, scalar, SNAPSHOT, tempDir } from './support.ts';
+import { copyTree, RPM_FIXTURES, rowCount, run, scalar, SNAPSHOT, tempDir } from './support.ts';
 
 let dir: string;
 let store: ClickHouseStore;
@@ -190,6 +190,19 @@ describe('altrepo-repo on a flat directory and on an archive', () => {
   }, 120_000);
 });
 
+describe('layout', () => {
+  it('layout=snapshot on a directory that is not one stops the run saying so; layout=flat reads a snapshot as plain RPMs', async () => {
+    const bad = await run(repoPipeline, store, { path: RPM_FIXTURES, ...BASE, layout: 'snapshot' }, { stateDir: state() });
+    expect(bad.status).toBe('failed');
+    expect(bad.errors[0]!.message).toMatch(/fixtures\/rpm is not an ALT snapshot: no <arch>\/base\/ with a package list or a release file/);
+    const flat = await run(repoPipeline, store, { path: SNAPSHOT, ...BASE, layout: 'flat' }, { stateDir: state() });
+    expect(flat.status).toBe('succeeded');
+    // the files under files/ (the RPMS.<comp>/ entries are symlinks, not followed)
+    expect(flat.counts.items).toBe(6);
+    expect(await scalar(store, `SELECT count() AS n FROM ${t('repository_state')} FINAL WHERE component = ''`)).toBe(6);
+  }, 120_000);
+});
+
 describe('bad input', () => {
   it('a truncated RPM: its item fails naming the file and the offset, dead-lettered; every other package is loaded in full', async () => {
     const root = path.join(dir, 'truncated');
@@ -337,4 +350,3 @@ describe('a package counts as stored only when all its rows are written', () => 
   }, 120_000);
 });
 
-void quiet;
