@@ -72,9 +72,8 @@ export class FileDevice implements BlockDevice {
   }
 
   /** a file opened without permission checks: for temp files sluice made itself */
-  static async openOwn(file: string, name: string, handle: FileHandle): Promise<FileDevice> {
+  static async openOwn(name: string, handle: FileHandle): Promise<FileDevice> {
     const stat = await handle.stat();
-    void file;
     return new FileDevice(name, stat.size, handle);
   }
 

@@ -105,7 +105,7 @@ export async function spool(stream: ReadableStream<Uint8Array>, options: SpoolOp
     if (err instanceof SluiceError || options.signal?.aborted) throw err;
     throw new ImageError(name, 'spool', `cannot copy the image to a temp file to read it: ${err instanceof Error ? err.message : String(err)}`, undefined, { cause: err });
   }
-  const device = await FileDevice.openOwn(file, name, handle);
+  const device = await FileDevice.openOwn(name, handle);
   return {
     name,
     size: device.size,

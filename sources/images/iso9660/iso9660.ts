@@ -143,7 +143,6 @@ export async function openIso9660(device: BlockDevice, options: Iso9660Options =
     prefer === 'iso9660' ? 'iso9660'
     : prefer === 'joliet' ? (joliet ? 'joliet' : rockRidge ? 'rockridge' : 'iso9660')
     : rockRidge ? 'rockridge' : joliet ? 'joliet' : 'iso9660';
-  const source = tree === 'joliet' ? joliet! : pvd;
   const root = tree === 'joliet' ? parseRecord(joliet!.bytes, 156, joliet!.at, device.name) : pvdRoot;
 
   const info: IsoInfo = {
@@ -168,7 +167,6 @@ export async function openIso9660(device: BlockDevice, options: Iso9660Options =
     tree,
     boot,
   };
-  void source;
   const walker = new Walker(device, blockSize, tree, tree === 'rockridge' ? spSkip : -1, limits);
   return { info, entries: () => walker.walk(root) };
 }

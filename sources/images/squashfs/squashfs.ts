@@ -33,7 +33,6 @@ export const SQUASHFS_MAGIC = 0x73717368;
 const METADATA_SIZE = 8192;
 const NO_FRAGMENT = 0xffffffff;
 const UNCOMPRESSED_BLOCK = 1 << 24;
-const FLAG_COMPRESSOR_OPTIONS = 0x0400;
 
 export interface SquashfsInfo {
   readonly format: 'squashfs';
@@ -138,7 +137,6 @@ export async function openSquashfs(device: BlockDevice, options: SquashfsOptions
     bytesUsed: s.bytesUsed,
     flags: s.flags,
   };
-  void FLAG_COMPRESSOR_OPTIONS;
   return { info, entries: () => reader.walk() };
 }
 
@@ -223,11 +221,10 @@ class SquashfsReader {
       parts.push(data.subarray(cursor.offset, cursor.offset + take));
       need -= take;
       cursor.offset += take;
-      if (cursor.offset >= data.length && need >= 0) {
-        if (need > 0 || cursor.offset === data.length) {
-          cursor.block = next;
-          cursor.offset = 0;
-        }
+      if (cursor.offset === data.length) {
+        // at the end of this block: the stream goes on in the next one
+        cursor.block = next;
+        cursor.offset = 0;
       }
     }
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
