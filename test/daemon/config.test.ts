@@ -6,6 +6,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { amqpNetTarget, describeAmqpUrl, parseAmqpUrl } from '../../runtime/amqp/connection.ts';
 import { topicMatches } from '../../runtime/amqp/topology.ts';
 import { loadDaemonConfig, parseDaemonConfig, topologyNames } from '../../runtime/daemon/config.ts';
 import { readOnlyStatement } from '../../runtime/daemon/read-only-sql.ts';
@@ -173,5 +174,19 @@ describe('docs/daemon.md', () => {
     const route = new RouteTable(dropIn.routes).match('repodb-ex', 'repo.load')!;
     expect(route.map({ branch: 'p10', date: '2022-06-22' })).toEqual({ path: '/archive/repo/p10/date/2022/06/22', branch: 'p10', date: '2022-06-22' });
     expect(() => route.map({ branch: 'p99', date: '2022-06-22' })).toThrow('unknown branch "p99" (known: sisyphus, p10, p9)');
+  });
+});
+
+describe('AMQP URLs', () => {
+  it('amqp and amqps, vhost, default ports, the password hidden in messages, the net permission target', () => {
+    expect(parseAmqpUrl('amqps://u:p%40ss@mq.example.org/loaders')).toMatchObject({
+      host: 'mq.example.org', port: 5671, tls: true,
+      connect: { protocol: 'amqps', hostname: 'mq.example.org', port: 5671, username: 'u', password: 'p@ss', vhost: 'loaders' },
+    });
+    expect(parseAmqpUrl('amqp://127.0.0.1')).toMatchObject({ port: 5672, tls: false, connect: { vhost: '/', username: 'guest' } });
+    expect(parseAmqpUrl('amqp://h:5673/%2Fprod')).toMatchObject({ port: 5673, connect: { vhost: '/prod' } });
+    expect(describeAmqpUrl('amqps://u:secret@mq:5671')).toBe('amqps://u:***@mq:5671');
+    expect(amqpNetTarget('amqp://guest:guest@127.0.0.1').href).toBe('amqp://127.0.0.1:5672');
+    expect(() => parseAmqpUrl('http://mq:5672')).toThrow(/must be amqp:\/\/ or amqps:\/\//);
   });
 });
