@@ -28,9 +28,10 @@ import path from 'node:path';
 import { mergeMap } from 'rxjs';
 import { z } from 'zod';
 import { defineTable, type RowOf } from '../runtime/clickhouse/table.ts';
-import { definePipeline, type Sink } from '../runtime/pipeline.ts';
+import { definePipeline } from '../runtime/pipeline.ts';
 import { clickhouse } from '../sinks/clickhouse/index.ts';
 import { prometheus } from '../sinks/prometheus.ts';
+import { where } from '../sinks/where.ts';
 import { checkRsyncOptions, checkRsyncTarget, DELETE_MODES, rsync, type RsyncRecord, type RsyncSummaryRecord } from '../sources/rsync/index.ts';
 
 /** Sync history: one row per sync of a project. */
@@ -95,9 +96,13 @@ export interface MirrorSyncMetricsRow {
   filesTransferred: number;
 }
 
-type Row =
-  | { kind: 'file'; file: MirrorSyncFileRow }
-  | { kind: 'summary'; history: MirrorSyncRow; metrics: MirrorSyncMetricsRow };
+type FileRow = { kind: 'file'; file: MirrorSyncFileRow };
+type SummaryRow = { kind: 'summary'; history: MirrorSyncRow; metrics: MirrorSyncMetricsRow };
+type Row = FileRow | SummaryRow;
+
+const isFile = (r: Row): r is FileRow => r.kind === 'file';
+const isSummary = (r: Row): r is SummaryRow => r.kind === 'summary';
+const isSuccess = (r: Row): r is SummaryRow => r.kind === 'summary' && r.metrics.ok;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
@@ -131,25 +136,6 @@ type Params = z.infer<typeof params>;
 /** `$SLUICE_RSYNC_PASSWORD_<PROJECT>` for a project. */
 export function passwordVariable(project: string): string {
   return `SLUICE_RSYNC_PASSWORD_${project.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
-}
-
-/** Records of one kind to a sink of another (the others count as accepted). */
-function only<T>(select: (row: Row) => T | undefined, sink: Sink<T>): Sink<Row> {
-  return {
-    name: sink.name,
-    kind: sink.kind,
-    batch: sink.batch,
-    open: sink.open,
-    close: sink.close,
-    write: (rows, ctx) => {
-      const kept: T[] = [];
-      for (const r of rows) {
-        const t = select(r);
-        if (t !== undefined) kept.push(t);
-      }
-      return kept.length ? sink.write(kept, ctx) : undefined;
-    },
-  };
 }
 
 function historyOf(s: RsyncSummaryRecord, p: Params, runId: string): MirrorSyncRow {
@@ -261,10 +247,10 @@ export default definePipeline({
     });
   },
   sinks: () => [
-    only((r) => (r.kind === 'summary' ? r.history : undefined), clickhouse(mirrorSyncs, { maxDelayMs: 100 })),
-    only((r) => (r.kind === 'file' ? r.file : undefined), clickhouse(mirrorSyncFiles)),
-    only((r) => (r.kind === 'summary' ? r.metrics : undefined), metricSink()),
-    only((r) => (r.kind === 'summary' && r.metrics.ok ? r.metrics : undefined), successSink()),
+    where(isSummary, clickhouse(mirrorSyncs, { maxDelayMs: 100 }), (r) => r.history),
+    where(isFile, clickhouse(mirrorSyncFiles), (r) => r.file),
+    where(isSummary, metricSink(), (r) => r.metrics),
+    where(isSuccess, successSink(), (r) => r.metrics),
   ],
   nextSteps: ({ params: p }) => [
     '',

@@ -9,6 +9,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(arg
   query: { summary: 'run SQL against the ClickHouse store', load: () => import('./query-command.ts') },
   serve: { summary: 'the daemon: run pipelines when trigger messages arrive (RabbitMQ)', load: () => import('./serve-command.ts') },
   fire: { summary: 'publish a trigger message; --wait for its result', load: () => import('./fire-command.ts') },
+  users: { summary: 'admin API users: add (password on stdin), list, remove', load: () => import('./users-command.ts') },
 };
 
 function usage(): string {

@@ -107,6 +107,8 @@ async function dispatch(argv: string[]): Promise<number> {
       return runsCommand(rest);
     case 'migrate':
       return migrateCommand(rest);
+    case 'users':
+      return (await import('./users-command.ts')).main(rest);
     default:
       return runCommand(sub, rest);
   }
@@ -119,6 +121,7 @@ function usage(): string {
   check                         load and validate every pipeline file
   runs [--pipeline X] [--limit N] [--format table|json]   recent runs
   migrate [--dry-run]           create missing ClickHouse tables, add new columns
+  users add|list|remove         admin API users (users add <name> --role admin|operator|viewer; password on stdin)
   <name> [run flags]            run a pipeline
   <name> --help                 its params
 

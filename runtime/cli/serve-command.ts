@@ -19,6 +19,7 @@ import { parseDuration } from '../daemon/duration.ts';
 import { serveDaemonHttp, type DaemonHttpServer } from '../daemon/http-server.ts';
 import { describeError, FatalError, SluiceError } from '../errors.ts';
 import { createLogger, type LogFormat } from '../log.ts';
+import { startDaemonServices, type DaemonServices } from '../admin/services.ts';
 import { listPipelineNames, pipelinesDir } from '../pipeline-loader.ts';
 import { flagNumber, flagString, parseArgs, UsageError } from './args.ts';
 
@@ -41,6 +42,8 @@ const FLAGS = {
   'clickhouse-url': { value: true },
   'log-format': { value: true },
   'print-config': {},
+  'admin-host': { value: true },
+  'admin-port': { value: true },
 };
 
 export const SERVE_USAGE = `usage: npm run serve -- [flags]
@@ -64,6 +67,8 @@ Consume trigger messages from RabbitMQ and run the pipelines they name.
   --clickhouse-url URL     a ClickHouse server as the store ($SLUICE_CLICKHOUSE_URL); needed to run several daemons
   --log-format text|json   logs on stderr
   --print-config           print the effective configuration and exit
+  --admin-port P           serve the admin API (/api/) and web page (/) on P (0 = any free port; default $SLUICE_ADMIN_PORT, else off)
+  --admin-host HOST        their address (default $SLUICE_ADMIN_HOST, or 127.0.0.1)
 
 See docs/daemon.md for the config file, the environment variables and scaling out.
 `;
@@ -172,7 +177,9 @@ async function serve(argv: string[]): Promise<number> {
   const token = newToken();
   let http: DaemonHttpServer | undefined;
   let stopping: Promise<void> | undefined;
+  let services: DaemonServices | undefined;
   const cleanup = async () => {
+    await services?.close().catch(() => undefined);
     await http?.close();
     if (embedded) removeDaemonFile(stateDir);
     await store.close().catch(() => undefined);
@@ -207,7 +214,7 @@ async function serve(argv: string[]): Promise<number> {
       signalled = signal;
       firstAt = Date.now();
       log.info(`${signal}: stopping — no new messages; running runs get ${Math.round(config.grace / 1000)} s to finish (${signal} again to exit at once)`);
-      stopping ??= daemon.stop(config.grace);
+      stopping ??= (services?.close() ?? Promise.resolve()).catch(() => undefined).then(() => daemon.stop(config.grace));
       void stopping.then(resolve, (err: unknown) => {
         log.error(`stopping failed: ${describeError(err)}`);
         resolve();
@@ -225,6 +232,16 @@ async function serve(argv: string[]): Promise<number> {
     await daemon.stop(0).catch(() => undefined);
     await cleanup();
     throw err;
+  }
+  if (!signalled) {
+    try {
+      // the scheduler and, with --admin-port, the admin API and page (docs/admin.md)
+      services = await startDaemonServices({ daemon, store, config, log, registry, adminHost: flagString(args, 'admin-host'), adminPort: flagNumber(args, 'admin-port') });
+    } catch (err) {
+      await daemon.stop(0).catch(() => undefined);
+      await cleanup();
+      throw err;
+    }
   }
   if (!signalled) log.info('ready');
   await stopped;

@@ -49,7 +49,7 @@ import type { Logger } from '../log.ts';
 import { ParamsError } from '../params-error.ts';
 import { listPipelineNames, loadPipeline, PipelineLoadError, pipelinesDir } from '../pipeline-loader.ts';
 import type { AnyPipeline } from '../pipeline.ts';
-import type { RunRecord, RunStore } from '../run-record.ts';
+import type { RunRecord, RunStore, Trigger } from '../run-record.ts';
 import { parseParams, runPipeline } from '../runner.ts';
 import { AmqpConnection, shareAmqpConnection } from '../amqp/connection.ts';
 import { AmqpConsumer, type Delivery } from '../amqp/consumer.ts';
@@ -117,6 +117,8 @@ interface Job {
   exchange: string;
   routingKey: string;
   route?: Route;
+  /** `amqp`, or `schedule`/`api` for triggers the scheduler and the admin API publish (header x-sluice-trigger) */
+  trigger: Trigger;
 }
 
 interface Running {
@@ -363,7 +365,9 @@ export class Daemon {
       if (err instanceof ParamsError) throw new InvalidTrigger('invalid-params', `${pipelineName}: ${err.message}`);
       throw err;
     }
-    return { pipeline, params, id, attempt, exchange, routingKey, route };
+    const asked = headers['x-sluice-trigger'];
+    const trigger: Trigger = !route && (asked === 'schedule' || asked === 'api') ? asked : 'amqp';
+    return { pipeline, params, id, attempt, exchange, routingKey, route, trigger };
   }
 
   private async pipeline(name: string): Promise<AnyPipeline> {
@@ -401,7 +405,7 @@ export class Daemon {
       record = await runPipeline({
         pipeline: job.pipeline,
         params: job.params,
-        trigger: 'amqp',
+        trigger: job.trigger,
         triggerId: job.id,
         allow: this.config.allow[job.pipeline.name],
         stateDir: this.options.stateDir,
