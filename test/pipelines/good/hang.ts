@@ -8,7 +8,11 @@ export default definePipeline({
   name: 'hang',
   description: 'One item whose transform never completes',
   params: z.object({}),
-  source: () => [item('stuck', 1)],
+  source: function* () {
+    // tells the test the run is under way (its signal handlers are in place)
+    process.stderr.write('hang: item pulled\n');
+    yield item('stuck', 1);
+  },
   transform: () => () => NEVER,
   sinks: () => [stdout<number>()],
 });
