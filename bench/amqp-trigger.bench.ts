@@ -21,8 +21,9 @@
  * baseline: p50 in-process run time, ms (what the same run costs without AMQP).
  * ratio: value / baseline.
  * Extra: p50/p99 latency, `p50_difference_ms` (p50 latency − baseline p50: the unpaired,
- * noisier estimate of the same overhead), runs per second (closed loop, burst, in-process),
- * the daemons' peak RSS.
+ * noisier estimate of the same overhead), `amqp_round_trip_p50_ms` (a bare amqplib echo
+ * process on the same broker: the floor any broker-triggered run pays on this machine),
+ * runs per second (closed loop, burst, in-process), the daemons' peak RSS.
  *
  * `BENCH_QUICK=1`: 200 triggers. `BENCH_TRIGGERS` overrides the count.
  * Needs RabbitMQ on 127.0.0.1:5672 (or `SLUICE_TEST_AMQP_URL`) and the test ClickHouse
@@ -249,6 +250,10 @@ async function main(): Promise<void> {
     const burstSeconds = (performance.now() - tBurst) / 1000;
     note(`burst: ${round(TRIGGERS / burstSeconds, 1)} runs/s`);
 
+    // the floor under the path: a bare amqplib echo in another process, same broker, same client
+    const floor = await echoRoundTrip(model, dir, Math.min(TRIGGERS, 500));
+    note(`bare AMQP round trip (client → broker → echo process → broker → client): p50 ${round(floor, 2)} ms`);
+
     const daemonRss = daemons.map((d) => {
       try {
         const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${d.child.pid}/status`, 'utf8'));
@@ -270,6 +275,7 @@ async function main(): Promise<void> {
       daemons: 2,
       outstanding: OUTSTANDING,
       overhead_p99_ms: round(percentile(pathSorted, 99), 2),
+      amqp_round_trip_p50_ms: round(floor, 2),
       p50_difference_ms: round(p50 - baseP50, 2),
       p50_ms: round(p50, 2),
       p99_ms: round(p99, 2),
@@ -282,6 +288,44 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
+}
+
+/** p50 of publish → reply through an echo process that acks and answers at once: what any AMQP trigger costs on this machine. */
+async function echoRoundTrip(model: amqp.ChannelModel, dir: string, n: number): Promise<number> {
+  const queue = `sluicebench-echo-${randomBytes(4).toString('hex')}`;
+  const file = path.join(dir, 'echo.mts');
+  await fs.writeFile(file, `
+import amqp from 'amqplib';
+const c = await amqp.connect(${JSON.stringify(AMQP_URL)}, { noDelay: true });
+const ch = await c.createConfirmChannel();
+await ch.prefetch(4);
+await ch.consume(${JSON.stringify(queue)}, (m) => {
+  if (!m) return;
+  ch.ack(m);
+  ch.publish('', m.properties.replyTo, Buffer.from('{}'), { correlationId: m.properties.correlationId }, () => undefined);
+});
+process.stdout.write('ready\\n');
+`);
+  const ch = await model.createConfirmChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const reply = (await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false })).queue;
+  const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+  const waiting = new Map<string, () => void>();
+  await ch.consume(reply, (m) => { if (m) waiting.get(m.properties.correlationId as string)?.(); }, { noAck: true });
+  const lat: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = String(i);
+    const t0 = performance.now();
+    const got = new Promise<void>((r) => waiting.set(id, r));
+    ch.publish('', queue, Buffer.from('{}'), { persistent: true, correlationId: id, replyTo: reply }, () => undefined);
+    await got;
+    lat.push(performance.now() - t0);
+  }
+  child.kill();
+  await ch.deleteQueue(queue).catch(() => undefined);
+  await ch.close().catch(() => undefined);
+  return percentile(lat.sort((a, b) => a - b), 50);
 }
 
 main().then(() => process.exit(0), (err: unknown) => fail(BENCH, (err as Error)?.stack ?? String(err)));
