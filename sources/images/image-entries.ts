@@ -17,8 +17,9 @@
  * squashfs in an ISO, an ext4 image in a squashfs) is yielded, then its files, with
  * paths `<file>!<path inside>` (image-entry.ts). A file stored contiguously (any ISO
  * file) is read in place through a slice of the outer device; any other is spooled
- * first (spool.ts, within `spoolBudget`). Only files of at least `nestedMinBytes` are
- * looked at, down to `maxDepth` levels. A nested image that cannot be read becomes one
+ * first (spool.ts, within `spoolBudget`). Only files of at least `nestedMinBytes`
+ * (4 KiB) are looked at, or `nestedStreamMinBytes` (1 MiB) for files whose first bytes
+ * must be decompressed to be looked at (squashfs files), down to `maxDepth` levels. A nested image that cannot be read becomes one
  * error entry (its path, the `ImageError`), and the outer tree goes on.
  *
  * `onLayer` is called for each layer as it is opened, with its format's metadata (the
@@ -66,8 +67,13 @@ export interface ImageEntriesOptions {
   readonly nested?: boolean;
   /** deepest nesting (default 4) */
   readonly maxDepth?: number;
-  /** smallest file looked at for nesting (default 4096 bytes) */
+  /** smallest file looked at for nesting when it can be read in place (an ISO file; default 4096 bytes) */
   readonly nestedMinBytes?: number;
+  /**
+   * smallest file looked at for nesting when its first bytes must be decompressed to be
+   * looked at (a squashfs file; default 1 MiB): looking costs a block's decompression
+   */
+  readonly nestedStreamMinBytes?: number;
   /** where spool files go (default the OS temp dir) */
   readonly tempDir?: string;
   /** most bytes of spool files at once (default 8 GiB) */
@@ -143,6 +149,7 @@ interface Settings {
   readonly nested: boolean;
   readonly maxDepth: number;
   readonly nestedMinBytes: number;
+  readonly nestedStreamMinBytes: number;
   readonly tempDir: string;
   readonly budget: DiskBudget;
   readonly options: ImageEntriesOptions;
@@ -161,6 +168,7 @@ export async function* imageEntries(ctx: Pick<RunContext, 'fs'>, device: BlockDe
     nested: options.nested ?? true,
     maxDepth: options.maxDepth ?? 4,
     nestedMinBytes: options.nestedMinBytes ?? 4096,
+    nestedStreamMinBytes: options.nestedStreamMinBytes ?? 2 ** 20,
     tempDir: options.tempDir ?? os.tmpdir(),
     budget: new DiskBudget(options.spoolBudget),
     options,
@@ -285,7 +293,8 @@ async function* tree(nodes: AsyncGenerator<TreeNode, void, undefined>, format: s
     set.options.signal?.throwIfAborted();
     const entry = entryOf(node, format, level);
     yield entry;
-    if (!set.nested || node.type !== 'file' || node.error || !node.open || node.size < set.nestedMinBytes || level.depth >= set.maxDepth) continue;
+    if (!set.nested || node.type !== 'file' || node.error || !node.open || level.depth >= set.maxDepth) continue;
+    if (node.size < (node.device ? set.nestedMinBytes : set.nestedStreamMinBytes)) continue;
     yield* nestedImage(node, entry, level, set);
   }
 }
