@@ -189,3 +189,13 @@ export async function lastFiredOf(s: ScheduleStore, scheduleId: string): Promise
   const r = rows[0];
   return r && { scheduleId, dueMs: Number(r.due_ms), triggerId: r.trigger_id, outcome: 'fired', daemon: r.daemon, at: iso(r.at) };
 }
+
+/** The schedule's queued due time, if one waits for the running run to end. */
+export async function queuedOf(s: ScheduleStore, scheduleId: string): Promise<Fire | undefined> {
+  await s.ready();
+  const rows = await s.store.query<{ due_ms: string; trigger_id: string; daemon: string; at: string }>(
+    `SELECT due_ms, trigger_id, daemon, at FROM ${quoteIdentifier(s.store.database)}.${quoteIdentifier(firesTable.name)} FINAL WHERE schedule_id = ${quoteString(scheduleId)} AND outcome = 'queued' ORDER BY due_ms LIMIT 1`,
+  );
+  const r = rows[0];
+  return r && { scheduleId, dueMs: Number(r.due_ms), triggerId: r.trigger_id, outcome: 'queued', daemon: r.daemon, at: iso(r.at) };
+}

@@ -47,7 +47,7 @@ import { parseParams } from '../runner.ts';
 import { claimDueTime } from './claim.ts';
 import { compileCron, type CompiledCron } from './cron.ts';
 import { applyUpdate, scheduleInputSchema, type Schedule, type ScheduleInput, type ScheduleSpec, type ScheduleUpdate } from './schedule.ts';
-import { lastFiredOf, ScheduleStore, type Fire, type FireOutcome } from './schedule-store.ts';
+import { lastFiredOf, queuedOf, ScheduleStore, type Fire, type FireOutcome } from './schedule-store.ts';
 import { SchedulerMetrics } from './scheduler-metrics.ts';
 import { publishTrigger, scheduleTriggerId } from './trigger.ts';
 
@@ -100,6 +100,8 @@ interface Entry {
   lastDue: number;
   /** the newest fires row */
   latest?: Fire;
+  /** a due time is queued (overlap: queue) and waits for the running run */
+  queued?: boolean;
 }
 
 const MAX_STEPS = 100_000;
@@ -349,7 +351,7 @@ export class Scheduler {
         if (!e.schedule.enabled) continue;
         const next = this.nextAfter(e, e.lastDue);
         if (next !== undefined) earliest = Math.min(earliest, next + this.jitterMs(e.schedule, next));
-        if (e.latest?.outcome === 'queued') earliest = Math.min(earliest, now + 1000);
+        if (e.queued) earliest = Math.min(earliest, now + 1000);
       }
       delay = Math.max(20, Math.min(earliest - now, this.refreshMs));
     }
@@ -424,8 +426,10 @@ export class Scheduler {
   private async handle(entry: Entry): Promise<void> {
     const s = entry.schedule;
     if (!s.enabled) return;
-    if (entry.latest?.outcome === 'queued' && !(await this.busy(s))) {
-      await this.release(entry, entry.latest);
+    const queued = s.overlap === 'queue' || entry.queued ? await queuedOf(this.schedules, s.id) : undefined;
+    entry.queued = queued !== undefined;
+    if (queued && !(await this.running(s))) {
+      await this.release(entry, queued);
       return;
     }
     const { recent, missed } = this.dueTimes(entry, Date.now());
@@ -457,9 +461,12 @@ export class Scheduler {
   private async fire(entry: Entry, dueMs: number): Promise<void> {
     const s = entry.schedule;
     if (!(await this.decide(entry, dueMs, 'fired'))) return;
-    if (await this.busy(s)) {
-      const queued = s.overlap === 'queue' && entry.latest?.outcome !== 'queued';
+    // busy: a due time already waits (queued, perhaps by another daemon), or the last run is still to start or running
+    const waiting = await queuedOf(this.schedules, s.id);
+    if (waiting || (await this.running(s))) {
+      const queued = s.overlap === 'queue' && !waiting;
       await this.record(entry, dueMs, queued ? 'queued' : 'skipped', '');
+      if (queued) entry.queued = true;
       this.log.warn(`schedule ${s.id}: due at ${new Date(dueMs).toISOString()} while its previous run is still going: ${queued ? 'queued (it runs when that one ends)' : 'skipped'}`);
       return;
     }
@@ -469,10 +476,8 @@ export class Scheduler {
   /** A queued due time, once the run before it ended: claimed again (phase `release`) so one daemon fires it. */
   private async release(entry: Entry, fire: Fire): Promise<void> {
     const s = entry.schedule;
-    if (!(await claimDueTime(this.options.connection, this.options.queue, s.id, fire.dueMs, this.claimTtlMs, this.options.identity, 'release'))) {
-      entry.latest = { ...fire, outcome: 'fired' }; // another daemon releases it
-      return;
-    }
+    entry.queued = false;
+    if (!(await claimDueTime(this.options.connection, this.options.queue, s.id, fire.dueMs, this.claimTtlMs, this.options.identity, 'release'))) return; // another daemon releases it
     this.log.info(`schedule ${s.id}: the previous run ended; running the queued one (due ${new Date(fire.dueMs).toISOString()})`);
     await this.publish(entry, fire.dueMs);
   }
@@ -506,7 +511,7 @@ export class Scheduler {
   }
 
   /** Is the schedule's last fired run still to start or still running? */
-  private async busy(s: Schedule): Promise<boolean> {
+  private async running(s: Schedule): Promise<boolean> {
     const fired = await lastFiredOf(this.schedules, s.id);
     if (!fired) return false;
     const now = Date.now();

@@ -5,6 +5,7 @@
  * due time missed while no daemon ran is run once (or skipped, per schedule).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileCron } from '../../runtime/scheduler/cron.ts';
 import type { ClickHouseStore } from '../../runtime/clickhouse/store.ts';
 import { Broker, names, testStore, type Names } from '../daemon/support.ts';
 import { addUser, api, basic, scheduleEnv, sleep, startAdminDaemon, until, type AdminDaemon } from './support.ts';
@@ -16,6 +17,7 @@ let dropDb: () => Promise<void>;
 let env: NodeJS.ProcessEnv;
 let a: AdminDaemon;
 let b: AdminDaemon;
+let c: AdminDaemon | undefined;
 const ADMIN = basic('root', 'root-password-1');
 const claimQueues = new Set<string>();
 
@@ -38,7 +40,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const d of [a, b]) {
+  for (const d of [a, b, c]) {
     if (!d) continue;
     d.kill('SIGTERM');
     const exit = await d.exited;
@@ -78,5 +80,95 @@ describe('schedules in two daemons', () => {
     const metrics = await Promise.all([a, b].map(async (d) => (await fetch(`${d.url}/metrics`)).text()));
     const fired = metrics.map((m) => Number(/sluice_scheduler_fires_total\{schedule="every2",outcome="fired"\} (\d+)/.exec(m)?.[1] ?? 0));
     expect(fired[0]! + fired[1]!).toBe(fires.length);
+  });
+});
+
+/** Runs never overlap: each starts once the one before ended (times to the second on old servers). */
+function sequential(runs: Run[]): boolean {
+  for (let i = 1; i < runs.length; i++) {
+    if (runs[i - 1]!.ended_at === null || runs[i]!.started_at < runs[i - 1]!.ended_at!) return false;
+  }
+  return true;
+}
+
+async function stopSchedule(id: string): Promise<void> {
+  const r = await api(a.admin, 'DELETE', `/api/schedules/${id}`, ADMIN);
+  expect(r.status).toBe(204);
+  await until(`the runs of ${id} to end`, async () => (await runsOf(id)).every((x) => x.status !== 'running'), 30_000);
+  for (const f of await firesOf(id)) claimQueues.add(`${n.queue}.claim.${id}.${f.due_ms}`);
+}
+
+describe('no overlapping runs of one schedule', () => {
+  it('overlap: skip — due times while the run goes on are skipped and counted', async () => {
+    const r = await api(a.admin, 'POST', '/api/schedules', ADMIN, { id: 'slow-skip', pipeline: 'nap', params: { ms: 2500, label: 'skip' }, cron: '* * * * * *', overlap: 'skip' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    await until('3 runs and a skip', async () => {
+      const runs = (await runsOf('slow-skip')).filter((x) => x.status === 'succeeded');
+      const fires = await firesOf('slow-skip');
+      return runs.length >= 3 && fires.some((f) => f.outcome === 'skipped');
+    }, 90_000);
+    await stopSchedule('slow-skip');
+    const runs = await runsOf('slow-skip');
+    expect(sequential(runs), JSON.stringify(runs)).toBe(true);
+    const fires = await firesOf('slow-skip');
+    expect(fires.filter((f) => f.outcome === 'skipped').length).toBeGreaterThan(fires.filter((f) => f.outcome === 'fired').length);
+    expect(fires.filter((f) => f.outcome === 'queued')).toEqual([]);
+  });
+
+  it('overlap: queue — one run waits for the running one and starts when it ends', async () => {
+    const r = await api(a.admin, 'POST', '/api/schedules', ADMIN, { id: 'slow-queue', pipeline: 'nap', params: { ms: 2500, label: 'queue' }, cron: '* * * * * *', overlap: 'queue' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const queuedThenFired = async () => {
+      const metrics = await Promise.all([a, b].map(async (d) => (await fetch(`${d.url}/metrics`)).text()));
+      const queued = metrics.reduce((sum, m) => sum + Number(/sluice_scheduler_fires_total\{schedule="slow-queue",outcome="queued"\} (\d+)/.exec(m)?.[1] ?? 0), 0);
+      const runs = (await runsOf('slow-queue')).filter((x) => x.status === 'succeeded');
+      return queued >= 2 && runs.length >= 3;
+    };
+    await until('queued runs that ran', queuedThenFired, 90_000);
+    await stopSchedule('slow-queue');
+    const runs = await runsOf('slow-queue');
+    expect(sequential(runs), JSON.stringify(runs)).toBe(true);
+    // a queued due time runs under its own trigger id, once
+    const fired = (await firesOf('slow-queue')).filter((f) => f.outcome === 'fired');
+    const ids = runs.map((x) => x.trigger_id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const f of fired.slice(0, -1)) expect(ids).toContain(f.trigger_id);
+  });
+});
+
+describe('restarts', () => {
+  it('schedules survive; a due time missed while no daemon ran runs once (run-once) or not at all (skip)', async () => {
+    for (const [id, missed] of [['m-once', 'run-once'], ['m-skip', 'skip']] as const) {
+      const r = await api(a.admin, 'POST', '/api/schedules', ADMIN, { id, pipeline: 'nap', params: { label: id }, cron: '*/5 * * * * *', missed });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+    }
+    await until('a first run of each', async () => (await runsOf('m-once')).length > 0 && (await runsOf('m-skip')).length > 0, 60_000);
+    const stoppedAt = Date.now();
+    for (const d of [a, b]) d.kill('SIGTERM');
+    for (const d of [a, b]) expect((await d.exited).code, d.log()).toBe(0);
+    await sleep(16_000); // three due times pass with no daemon
+    c = await startAdminDaemon(env);
+    const readyAt = Date.now();
+    const listed = await api<{ id: string; missed: string }[]>(c.admin, 'GET', '/api/schedules', ADMIN);
+    expect(listed.body.map((s) => s.id)).toEqual(expect.arrayContaining(['m-once', 'm-skip']));
+    await until('the missed run of m-once', async () => (await firesOf('m-once')).some((f) => Number(f.due_ms) > stoppedAt && f.outcome === 'fired'), 30_000);
+    await sleep(2000);
+    for (const id of ['m-once', 'm-skip']) {
+      const r = await api(c.admin, 'DELETE', `/api/schedules/${id}`, ADMIN);
+      expect(r.status).toBe(204);
+    }
+    const cron = compileCron('*/5 * * * * *');
+    const duesInGap: number[] = [];
+    for (let t = cron.next(new Date(stoppedAt)); t && t.getTime() <= readyAt; t = cron.next(t)) duesInGap.push(t.getTime());
+    expect(duesInGap.length).toBeGreaterThanOrEqual(3);
+    const inGap = (f: { due_ms: string }) => Number(f.due_ms) > stoppedAt && Number(f.due_ms) <= readyAt;
+    // run-once: the due times of the gap ran once in all
+    const once = (await firesOf('m-once')).filter((f) => inGap(f) && f.outcome === 'fired');
+    expect(once, JSON.stringify(await firesOf('m-once'))).toHaveLength(1);
+    // skip: none of the due times older than the grace period ran
+    const graceMs = 3000;
+    const skipFired = (await firesOf('m-skip')).filter((f) => inGap(f) && f.outcome === 'fired' && Number(f.due_ms) < readyAt - graceMs - 5000);
+    expect(skipFired).toEqual([]);
+    for (const id of ['m-once', 'm-skip']) for (const f of await firesOf(id)) claimQueues.add(`${n.queue}.claim.${id}.${f.due_ms}`);
   });
 });
