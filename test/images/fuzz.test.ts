@@ -100,7 +100,9 @@ async function targets(): Promise<Target[]> {
   const iso = file('live.iso');
   const { unxz } = await import('../../sources/decoders/xz.ts');
   const { createReadStream } = await import('node:fs');
-  const gpt = await readStream(unxz(createReadStream(fixture('gpt.img.xz')) as unknown as AsyncIterable<Uint8Array>));
+  const unpack = (name: string) => readStream(unxz(createReadStream(fixture(name)) as unknown as AsyncIterable<Uint8Array>));
+  const gpt = await unpack('gpt.img.xz');
+  const rrJoliet = await unpack('rr-joliet.iso.xz');
   const db = await fileOf('live.iso', 'live!var/lib/rpm/Packages');
   const sqlite = await fileOf('live.iso', 'altinst!var/lib/rpm/rpmdb.sqlite');
   const readDb = (kind: 'rpmdb-bdb' | 'rpmdb-sqlite') => async (device: BufferDevice) => {
@@ -110,6 +112,9 @@ async function targets(): Promise<Target[]> {
     // descriptors, directories and the squashfs superblocks/tables inside
     { name: 'live.iso', bytes: iso, hot: [[32768, 40960], [40960, 60000], [60000, iso.length]], read: readImage },
     { name: 'bcj.squashfs', bytes: file('bcj.squashfs'), hot: [[0, 96], [18000, 24576]], read: readImage },
+    { name: 'lz4.squashfs', bytes: file('lz4.squashfs'), hot: [[0, 96], [96, 12288]], read: readImage },
+    // Rock Ridge with relocated deep directories (CL/RE/PL) and a Joliet tree
+    { name: 'rr-joliet.iso', bytes: rrJoliet, hot: [[32768, 40960], [40960, 90000]], read: readImage },
     { name: 'disk-zlib.qcow2', bytes: file('disk-zlib.qcow2'), hot: [[0, 112], [4096, 16384]], read: readImage },
     { name: 'disk-v2.qcow2', bytes: file('disk-v2.qcow2'), hot: [[0, 112], [1024 * 1024 + 1024, 1024 * 1024 + 8192]], read: readImage },
     // GPT header and entries, then the ext4 superblock, descriptors, inode tables, directories

@@ -2,8 +2,8 @@
  * squashfs 4.0 reader over a random-access `BlockDevice`: the superblock, the inode,
  * directory, fragment, id and xattr tables, data blocks (compressed, uncompressed and
  * sparse) and fragments; hard links (several names for one inode); extended inodes.
- * Compression: see compressors.ts (gzip, xz with any BCJ filter, zstd; lzma, lzo and
- * lz4 are refused with a clear error when the image is opened).
+ * Compression: see compressors.ts (gzip, xz with any BCJ filter, zstd, lz4; lzma and
+ * lzo are refused with a clear error when the image is opened).
  *
  * Entries come depth-first in directory order (squashfs stores names sorted). A file's
  * `open()` reads its blocks lazily, decompressing up to `readAhead` blocks ahead (the
@@ -116,10 +116,10 @@ export async function openSquashfs(device: BlockDevice, options: SquashfsOptions
   if (s.major !== 4) throw fail(`squashfs version ${s.major}.${s.minor} is not supported (only 4.x)`, 28);
   const blockLog = sb.readUInt16LE(22);
   if (s.blockSize < 4096 || s.blockSize > 1 << 20 || 1 << blockLog !== s.blockSize) throw fail(`block size ${s.blockSize} (log ${blockLog}) is not a power of two from 4 KiB to 1 MiB`, 12);
-  if (![1, 4, 6].includes(s.compression)) {
+  if (![1, 4, 5, 6].includes(s.compression)) {
     const name = COMPRESSION_NAMES[s.compression];
-    throw new ImageError(device.name, 'squashfs', name ? `${name} compression is not supported by this reader (supported: gzip, xz, zstd)` : `unknown compression id ${s.compression}`, 20, {
-      hint: 'rebuild the image with mksquashfs -comp xz, gzip or zstd, or skip it',
+    throw new ImageError(device.name, 'squashfs', name ? `${name} compression is not supported by this reader (supported: gzip, xz, zstd, lz4)` : `unknown compression id ${s.compression}`, 20, {
+      hint: 'rebuild the image with mksquashfs -comp xz, gzip, zstd or lz4, or skip it',
     });
   }
   if (!(s.inodeTable < s.directoryTable && s.directoryTable <= s.bytesUsed)) throw fail('inode and directory tables are out of order', 64);
