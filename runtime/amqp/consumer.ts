@@ -121,6 +121,8 @@ export interface AmqpConsumerOptions {
 export class AmqpConsumer {
   private readonly log: Logger;
   private channel?: Channel;
+  /** the generation of `channel` */
+  private channelGen = 0;
   private channelGeneration = 0;
   private consumerTag?: string;
   private paused = false;
@@ -164,6 +166,25 @@ export class AmqpConsumer {
     if (ch && tag) await ch.cancel(tag).catch((err: Error) => this.log.debug(`cancel failed: ${err.message}`));
   }
 
+  /** Receive again after `pause()`, on the same channel if it is still open (so deliveries in hand keep theirs). */
+  async resume(): Promise<void> {
+    if (this.closed || !this.paused) return;
+    this.paused = false;
+    const channel = this.channel;
+    if (channel && this.consumerTag === undefined) {
+      const generation = this.channelGen;
+      try {
+        const reply = await channel.consume(this.options.queue, (msg) => this.onRaw(channel, generation, msg), { noAck: false });
+        this.consumerTag = reply.consumerTag;
+        return;
+      } catch (err) {
+        this.log.debug(`consuming again on channel #${generation} failed: ${(err as Error).message}`);
+      }
+    }
+    const now = this.connection.current();
+    if (now && !this.channel) this.open(now);
+  }
+
   /** Close the channel; unsettled deliveries go back to the queue. */
   async close(): Promise<void> {
     this.closed = true;
@@ -196,9 +217,11 @@ export class AmqpConsumer {
         if (this.closed || this.paused) {
           await channel.cancel(reply.consumerTag).catch(() => undefined);
           this.channel = channel;
+          this.channelGen = generation;
           return;
         }
         this.channel = channel;
+        this.channelGen = generation;
         this.consumerTag = reply.consumerTag;
         this.log.debug(`consuming ${this.options.queue} (channel #${generation}, prefetch ${this.options.prefetch})`);
         this.firstReady?.resolve();

@@ -33,13 +33,18 @@
  * runs of its messages are stopped and never acked (the broker redelivers those
  * messages); the consumer comes back on a new channel after the reconnect.
  *
+ * When a run cannot even be recorded because the store does not answer, the message
+ * is handed back (republished as it is, not counted as a redelivery) and the daemon
+ * stops taking messages until the store answers again: a store outage delays work, it
+ * does not dead-letter it.
+ *
  * `stop(grace)`: stop consuming, let the running runs finish within the grace period,
- * then stop them and hand their messages back (nack with requeue).
+ * then stop them and hand their messages back.
  */
 import os from 'node:os';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import type { Registry } from 'prom-client';
-import { delayFor } from '../backoff.ts';
+import { backoffDelay, delayFor } from '../backoff.ts';
 import type { ClickHouseStore } from '../clickhouse/store.ts';
 import { migrate } from '../clickhouse/migrate.ts';
 import { ClickHouseRunStore } from '../clickhouse/run-store.ts';
@@ -149,6 +154,7 @@ export class Daemon {
   private unshare?: () => void;
   private sampler?: NodeJS.Timeout;
   private sampleChannel?: Promise<Channel | undefined>;
+  private storeWait?: Promise<void>;
 
   constructor(private readonly options: DaemonOptions) {
     this.config = options.config;
@@ -450,10 +456,13 @@ export class Daemon {
       return;
     }
     if (record?.status === 'interrupted' || (this.stopping && stop.signal.aborted)) {
-      if (delivery.nack(true)) {
-        this.metrics.settled('requeued');
-        this.log.warn(`${label}: stopped before it finished; handed back to the queue`);
-      }
+      await this.handBack(delivery, `${label}: stopped before it finished`);
+      return;
+    }
+    if (thrown !== undefined && !(await this.storeAnswers())) {
+      // not the message's fault: keep it (uncounted) and stop taking more until the store is back
+      await this.handBack(delivery, `${label}: the store is unreachable (${describeError(thrown)})`);
+      this.waitForStore();
       return;
     }
     const error = thrown !== undefined ? describeError(thrown) : failureOf(record!);
@@ -478,6 +487,59 @@ export class Daemon {
   }
 
   /**
+   * Put a message back at the end of the queue as it is (its redelivery count not
+   * raised: handing back is not a crash), then ack the original; if the copy cannot be
+   * published, nack it with requeue instead.
+   */
+  private async handBack(delivery: Delivery, why: string): Promise<void> {
+    const msg = delivery.message;
+    try {
+      await this.publisher.publish('', this.names.queue, msg.content, copyProperties(msg, { headers: { ...cleanHeaders(delivery.headers), ...originHeaders(msg, delivery.headers) } }), delivery.signal);
+    } catch (err) {
+      this.log.debug(`cannot republish ${msg.properties.messageId ?? msg.fields.deliveryTag}: ${describeError(err)}; nacking it`);
+      if (delivery.nack(true)) {
+        this.metrics.settled('requeued');
+        this.log.warn(`${why}; handed back to the queue`);
+      }
+      return;
+    }
+    if (delivery.ack()) {
+      this.metrics.settled('requeued');
+      this.log.warn(`${why}; handed back to the queue`);
+    }
+  }
+
+  /** true when the store answers `SELECT 1` within 5 s */
+  private async storeAnswers(): Promise<boolean> {
+    try {
+      await Promise.race([
+        this.options.store.query('SELECT 1 AS ok'),
+        delayFor(5_000).then(() => { throw new Error('no answer within 5 s'); }),
+      ]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stop consuming until the store answers again (checked with backoff), then consume again. */
+  private waitForStore(): void {
+    if (this.storeWait || this.stopping) return;
+    this.storeWait = (async () => {
+      this.log.error('the store is unreachable: not taking messages until it answers again (runs that need it are handed back)');
+      await this.consumer.pause();
+      for (let attempt = 1; !this.stopping; attempt++) {
+        await delayFor(backoffDelay(attempt, { initialDelayMs: 1_000, maxDelayMs: 30_000, jitter: 'equal' }));
+        if (this.stopping) return;
+        if (await this.storeAnswers()) break;
+      }
+      if (this.stopping) return;
+      this.log.info('the store answers again: consuming');
+      await this.consumer.resume();
+    })().finally(() => { this.storeWait = undefined; });
+  }
+
+  /**
    * Classic queues do not count redeliveries: put the message back at the end of the
    * queue with its count in `x-sluice-redeliveries` (confirmed), then ack the
    * redelivered original. The copy keeps where the message first came from.
@@ -485,14 +547,8 @@ export class Daemon {
   private async recount(delivery: Delivery): Promise<void> {
     const msg = delivery.message;
     const headers = delivery.headers;
-    const fromRetry = msg.fields.exchange === '' && typeof headers[HEADERS.exchange] === 'string';
     const count = (Number(headers[HEADERS.redeliveries] ?? 0) || 0) + 1;
-    const copy = {
-      ...cleanHeaders(headers),
-      [HEADERS.redeliveries]: count,
-      [HEADERS.exchange]: fromRetry ? String(headers[HEADERS.exchange]) : msg.fields.exchange,
-      [HEADERS.routingKey]: fromRetry ? String(headers[HEADERS.routingKey] ?? '') : msg.fields.routingKey,
-    };
+    const copy = { ...cleanHeaders(headers), [HEADERS.redeliveries]: count, ...originHeaders(msg, headers) };
     try {
       await this.publisher.publish('', this.names.queue, msg.content, copyProperties(msg, { headers: copy }), delivery.signal);
     } catch (err) {
@@ -626,6 +682,15 @@ export class Daemon {
       }
     }
   }
+}
+
+/** Where a message first came from, for a copy published to the queue directly (the default exchange). */
+function originHeaders(msg: ConsumeMessage, headers: Record<string, unknown>): Record<string, string> {
+  const fromCopy = msg.fields.exchange === '' && typeof headers[HEADERS.exchange] === 'string';
+  return {
+    [HEADERS.exchange]: fromCopy ? String(headers[HEADERS.exchange]) : msg.fields.exchange,
+    [HEADERS.routingKey]: fromCopy ? String(headers[HEADERS.routingKey] ?? '') : msg.fields.routingKey,
+  };
 }
 
 /** Headers worth keeping on a republished copy (not the broker's own dead-lettering history). */

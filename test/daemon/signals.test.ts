@@ -91,9 +91,10 @@ describe('broker connection lost mid-run', () => {
     const env = baseEnv(n);
     const daemon = await startDaemon(env);
     const key = `${n.id}-k`;
-    const fired = cli(['fire', 'rows', '--param', `key=${key}`, '--param', 'rows=40', '--param', 'perPage=2', '--param', 'delayMs=200', '--id', key, '--wait', '--timeout', '300s'], env, 320_000);
+    // 50 pages 300 ms apart: ~15 s, so the drop (rabbitmqctl is slow on a busy machine) lands mid-run
+    const fired = cli(['fire', 'rows', '--param', `key=${key}`, '--param', 'rows=100', '--param', 'perPage=2', '--param', 'delayMs=300', '--id', key, '--wait', '--timeout', '300s'], env, 320_000);
     await daemon.waitFor(/rows \(trigger .*\): started/);
-    await sleep(1000);
+    await sleep(500);
     expect(await dropConnections(`:${daemon.child.pid}"`)).toBe(1);
     await daemon.waitFor(/lost the broker connection/);
     await daemon.waitFor(/reconnected to the broker/);
@@ -104,7 +105,7 @@ describe('broker connection lost mid-run', () => {
     expect(log).toMatch(/the broker connection was lost during the run; not acknowledging/);
     expect(log.match(/rows \(trigger .*\): started/g)).toHaveLength(2);
     expect(log).not.toMatch(/PRECONDITION_FAILED|unknown delivery tag/);
-    expect(await rowCount(key)).toBe(40);
+    expect(await rowCount(key)).toBe(100);
     expect((await broker.count(n.queue)).messages).toBe(0);
     expect(await unackedOf(daemon.child.pid!)).toBe(0);
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
