@@ -87,6 +87,12 @@ export interface DaemonProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/** Daemons this worker started: killed when it exits, so a failed test leaves none running (re-declaring its queues). */
+const spawned = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
 /** Start `sluice serve` and wait for "ready". */
 export async function startDaemon(env: NodeJS.ProcessEnv, args: string[] = [], options: { expectFailure?: boolean; stateDir?: string } = {}): Promise<DaemonProcess> {
   const stateDir = options.stateDir ?? (await mkdtemp(path.join(os.tmpdir(), 'sluice-daemon-')));
@@ -95,6 +101,8 @@ export async function startDaemon(env: NodeJS.ProcessEnv, args: string[] = [], o
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  spawned.add(child);
+  child.once('close', () => spawned.delete(child));
   let stderr = '';
   child.stderr!.on('data', (d) => { stderr += d; });
   child.stdout!.on('data', (d) => { stderr += d; });
