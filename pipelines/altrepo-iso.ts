@@ -163,7 +163,7 @@ export function altrepoTransform(ctx: { params: ImageParams }) {
           const top = img.layers.find((l) => l.layer === '');
           const info = (top?.info ?? {}) as Record<string, unknown>;
           const os = img.layers.find((l) => l.osRelease)?.osRelease ?? {};
-          const created = info.created instanceof Date ? info.created : null;
+          const created = info.created instanceof Date ? dateTime(info.created) : null;
           return [
             {
               table: 'images',
@@ -244,7 +244,7 @@ async function fileRecords(entry: ImageEntry, imageId: string, loadedAt: Date): 
       type: hardLink ? 'hardlink' : entry.type,
       size: entry.size,
       mode: entry.mode,
-      mtime: entry.mtime,
+      mtime: dateTime(entry.mtime),
       link_target: entry.linkTarget ?? '',
       sha256,
       md5,
@@ -252,6 +252,13 @@ async function fileRecords(entry: ImageEntry, imageId: string, loadedAt: Date): 
     },
   });
   return records;
+}
+
+/** A time as ClickHouse's DateTime holds it (1970 to 2106): an ISO's unset dates (year 1900) become 1970. */
+function dateTime(date: Date): Date {
+  const t = date.getTime();
+  if (!Number.isFinite(t) || t < 0) return new Date(0);
+  return t > 4_294_967_295_000 ? new Date(4_294_967_295_000) : date;
 }
 
 /** A sink for the records of one table, as that table's rows (the others count as accepted). */

@@ -347,7 +347,9 @@ class Walker {
       if (node.subdir) subdirs.push(node.subdir);
     }
     if (parts.length > 0) {
-      children.push(await this.node(dir, parts).then((n) => n!.entry));
+      // the directory ends inside a multi-extent file: take the extents there are
+      const node = await this.node(dir, parts);
+      if (node) children.push(node.entry);
     }
     return { children, subdirs };
   }
