@@ -105,6 +105,7 @@ class AdminApi {
   private readonly runs: ClickHouseRunStore;
   private readonly basicCache = new Map<string, { user: User; until: number }>();
   private readonly pipelines = new Map<string, AnyPipeline>();
+  private openapi?: Record<string, unknown>;
 
   constructor(private readonly options: AdminServerOptions, private readonly admin: AdminStore) {
     this.runs = new ClickHouseRunStore(options.store);
@@ -164,7 +165,7 @@ class AdminApi {
       res.end();
       return;
     }
-    send(res, status, route.op === 'openapi' ? body : body);
+    send(res, status, body);
   }
 
   private async audit(caller: Caller, route: RouteSpec, params: Record<string, string>, outcome: string, details: Record<string, unknown>): Promise<void> {
@@ -237,7 +238,8 @@ class AdminApi {
     const scheduler = this.options.scheduler;
     switch (route.op) {
       case 'openapi':
-        return openApiDocument();
+        this.openapi ??= openApiDocument();
+        return this.openapi;
       case 'me':
         return { name: caller.name, role: caller.role, via: caller.via };
       case 'createToken': {

@@ -147,7 +147,8 @@ export async function* rsync(ctx: RunContext, o: RsyncSourceOptions): AsyncGener
   const args = rsyncArgs(o, dest);
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C', LANG: 'C' };
   if (process.env.HOME) env.HOME = process.env.HOME;
-  if (o.password !== undefined && o.password !== '') env.RSYNC_PASSWORD = o.password;
+  // with a user, always set it (empty when none was given): rsync would otherwise prompt on the terminal
+  if (o.user !== undefined || o.password) env.RSYNC_PASSWORD = o.password ?? '';
   const scrub = (text: string) => (o.password ? text.split(o.password).join('***') : text);
 
   const startedAt = new Date();
