@@ -98,6 +98,20 @@ async function stopSchedule(id: string): Promise<void> {
   for (const f of await firesOf(id)) claimQueues.add(`${n.queue}.claim.${id}.${f.due_ms}`);
 }
 
+describe('jitter', () => {
+  it('delays a due time by a fixed fraction of the jitter, the same on every daemon', async () => {
+    const r = await api<{ nextDue: string }>(a.admin, 'POST', '/api/schedules', ADMIN, { id: 'jittered', pipeline: 'nap', cron: '0 0 1 1 *', jitter: 3600, enabled: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const onB = await until('daemon b to see it', async () => (await api<{ nextDue?: string }>(b.admin, 'GET', '/api/schedules/jittered', ADMIN)).body.nextDue);
+    expect(onB).toBe(r.body.nextDue);
+    const due = compileCron('0 0 1 1 *').next(new Date())!.getTime();
+    const delay = Date.parse(r.body.nextDue) - due;
+    expect(delay).toBeGreaterThanOrEqual(0);
+    expect(delay).toBeLessThan(3_600_000);
+    expect((await api(a.admin, 'DELETE', '/api/schedules/jittered', ADMIN)).status).toBe(204);
+  });
+});
+
 describe('no overlapping runs of one schedule', () => {
   it('overlap: skip — due times while the run goes on are skipped and counted', async () => {
     const r = await api(a.admin, 'POST', '/api/schedules', ADMIN, { id: 'slow-skip', pipeline: 'nap', params: { ms: 2500, label: 'skip' }, cron: '* * * * * *', overlap: 'skip' });
