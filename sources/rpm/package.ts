@@ -27,6 +27,7 @@
  * ```
  */
 import { createHash, type Hash } from 'node:crypto';
+import { fileDigester } from './digests.ts';
 import { PermanentError } from '../../runtime/errors.ts';
 import type { EntryType } from '../entry.ts';
 import { ByteReader, type ByteSource } from './byte-reader.ts';
@@ -619,16 +620,9 @@ export interface OpenedPackage {
  */
 export async function openPackage(input: ByteSource, options: ReadPackageOptions = {}): Promise<OpenedPackage> {
   const source = options.source ?? '(stream)';
-  const md5 = createHash('md5');
-  const sha1 = createHash('sha1');
-  const sha256 = createHash('sha256');
-  const blake2b = createHash('blake2b512');
-  const reader = new ByteReader(input, (chunk) => {
-    md5.update(chunk);
-    sha1.update(chunk);
-    sha256.update(chunk);
-    blake2b.update(chunk);
-  });
+  // md5, sha1, sha256 and blake2b-512 of the file, on the hash workers (see digests.ts)
+  const digester = fileDigester();
+  const reader = new ByteReader(input, (chunk) => digester.update(chunk));
   try {
     const leadBytes = await reader.read(LEAD_SIZE);
     const lead = parseLead(leadBytes, source);
@@ -652,6 +646,7 @@ export async function openPackage(input: ByteSource, options: ReadPackageOptions
 
     let finished: Promise<RpmPackage> | undefined;
     const pull = async (): Promise<IteratorResult<Buffer, undefined>> => {
+      await digester.drain(); // the hash workers are behind: do not read further ahead of them
       const chunk = await reader.readSome(1 << 20);
       if (chunk.length === 0) return { done: true, value: undefined };
       verifyMd5?.update(chunk);
@@ -676,9 +671,15 @@ export async function openPackage(input: ByteSource, options: ReadPackageOptions
     const finish = async (): Promise<RpmPackage> => {
       try {
         while (!(await next()).done);
+      } catch (err) {
+        digester.abort();
+        throw err;
       } finally {
         await reader.close();
       }
+      // the workers finish the digests while the size and the checks are looked at
+      const digests = digester.digest();
+      digests.catch(() => undefined);
       const byteLength = reader.position;
       const declared = signature.number(SIGTAG.LONGSIZE) ?? signature.number(SIGTAG.SIZE);
       if (declared !== undefined && byteLength - header.offset !== declared) {
@@ -714,7 +715,7 @@ export async function openPackage(input: ByteSource, options: ReadPackageOptions
         lead,
         signature,
         header,
-        digests: { md5: md5.digest('hex'), sha1: sha1.digest('hex'), sha256: sha256.digest('hex'), blake2b: blake2b.digest('hex') },
+        digests: await digests,
         byteLength,
         payloadOffset,
       });
@@ -726,9 +727,13 @@ export async function openPackage(input: ByteSource, options: ReadPackageOptions
       header: info,
       payload,
       finish: () => (finished ??= finish()),
-      close: () => reader.close(),
+      close: () => {
+        digester.abort();
+        return reader.close();
+      },
     };
   } catch (err) {
+    digester.abort();
     await reader.close().catch(() => undefined);
     throw err;
   }
