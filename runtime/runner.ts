@@ -255,6 +255,17 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
   /** Apply the error policy to an item (once), and to a record it produced (each time). */
   const failItem = (ticket: Ticket, err: unknown, component: string, failedRecord?: unknown) => {
     const id = ticket.item.id;
+    if (classifyError(err) === 'fatal') {
+      // the run cannot go on (a table gone, bad credentials): no policy applies, the item
+      // is handed back untouched for a later run
+      if (fatal === undefined) noteError(err, component, id, 'fatal');
+      if (!ticket.failed) {
+        ticket.failed = true;
+        callNack(ticket.item, err, true, log);
+      }
+      failRun(err);
+      return;
+    }
     const interrupted = stop.signal.aborted && fatal === undefined;
     if (!ticket.failed) {
       ticket.failed = true;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { delay, filter, mergeMap, from, map, of, pipe } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { PermanentError, TransientError } from '../../runtime/errors.ts';
+import { FatalError, PermanentError, TransientError } from '../../runtime/errors.ts';
 import { definePipeline, item, type Sink } from '../../runtime/pipeline.ts';
 import { JsonlRunStore } from '../../runtime/run-record.ts';
 import { runPipeline } from '../../runtime/runner.ts';
@@ -209,6 +209,32 @@ describe('error policies', () => {
     const record = await runPipeline({ pipeline, stateDir: await tempState(), log: quiet });
     expect(sink.written.sort()).toEqual([1, 3]);
     expect(record.errors.map((e) => e.item)).toEqual(['b']);
+  });
+});
+
+describe('fatal errors', () => {
+  it('a fatal sink error stops the run at once, whatever the policy, and hands the items back', async () => {
+    let writes = 0;
+    const requeued: string[] = [];
+    const sink = memorySink<number>('db', { maxRecords: 1, fail: () => (writes++, new FatalError('table sluice.rows is gone')) });
+    const pipeline = definePipeline({
+      name: 'fatal-sink',
+      description: 'test',
+      params: z.object({}),
+      onError: 'dead-letter',
+      source: () => Array.from({ length: 200 }, (_, n) => item(`n${n}`, n, { nack: (_e, requeue) => { if (requeue) requeued.push(`n${n}`); } })),
+      sinks: () => [sink.sink],
+    });
+    const state = await tempState();
+    const record = await runPipeline({ pipeline, maxInFlight: 4, stateDir: state, log: quiet });
+    expect(record.status).toBe('failed');
+    expect(record.errors[0]).toMatchObject({ kind: 'fatal' });
+    expect(record.errors[0]!.message).toContain('table sluice.rows is gone');
+    // no splitting into per-row failures, nothing dead-lettered, few items pulled
+    expect(record.counts.deadLettered).toBe(0);
+    expect(record.counts.items).toBeLessThan(20);
+    expect(writes).toBeLessThan(20);
+    expect(requeued.length).toBeGreaterThan(0);
   });
 });
 
