@@ -63,7 +63,11 @@ describe('a schedule in the running daemon', () => {
       return rows.length ? rows : undefined;
     }, 90_000);
     expect(history[0]).toMatchObject({ ok: 1, files_transferred: '1' });
-    const run = await store.query<{ trigger: string; trigger_id: string; status: string }>(`SELECT trigger, trigger_id, status FROM sluice_runs FINAL WHERE id = '${history[0]!.run_id}'`);
+    // the run record's last save comes after its sinks flushed: wait for it
+    const run = await until('the scheduled run to be recorded as finished', async () => {
+      const rows = await store.query<{ trigger: string; trigger_id: string; status: string }>(`SELECT trigger, trigger_id, status FROM sluice_runs FINAL WHERE id = '${history[0]!.run_id}'`);
+      return rows[0] && rows[0].status !== 'running' ? rows : undefined;
+    }, 60_000);
     expect(run[0]).toMatchObject({ trigger: 'schedule', status: 'succeeded' });
     const due = /^schedule:mirrorproj:(\d{4}-\d\d-\d\dT\d\d:\d\d:(\d\d)\.000Z)$/.exec(run[0]!.trigger_id);
     expect(due, run[0]!.trigger_id).not.toBeNull();
