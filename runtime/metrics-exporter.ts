@@ -13,9 +13,9 @@
  * ```
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Registry, type RegistryContentType } from 'prom-client';
 import { FatalError } from './errors.ts';
+import { listen } from './http-listener.ts';
 import type { GuardedFs } from './guarded-fs.ts';
 
 export interface ServeMetricsOptions {
@@ -76,33 +76,16 @@ export async function serveMetrics(registry: Registry<RegistryContentType>, opti
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(new FatalError(`cannot serve metrics on ${host}:${options.port}: ${err.code ?? err.message}`, {
-        hint: err.code === 'EADDRINUSE' ? 'another process listens on that port; pick another one (0 = any free port)' : 'check the host and port',
-        cause: err,
-      }));
-    };
-    server.once('error', onError);
-    server.listen(options.port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closing ??= new Promise<void>((resolve) => {
-      signal?.removeEventListener('abort', onAbort);
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-    return closing;
-  };
-  const onAbort = () => void close();
+  const listening = await listen(server, { host, port: options.port, what: 'metrics', portHint: 'pick another port', hostHint: 'check the host and port' });
+  const onAbort = () => void listening.close();
   signal?.addEventListener('abort', onAbort, { once: true });
-
-  return { port: (server.address() as AddressInfo).port, close };
+  return {
+    port: listening.port,
+    close: () => {
+      signal?.removeEventListener('abort', onAbort);
+      return listening.close();
+    },
+  };
 }
 
 /**

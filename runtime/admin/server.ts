@@ -14,12 +14,12 @@
  *   in `sluice_audit`: when, who, action, target, outcome, secret-free details.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ClickHouseRunStore } from '../clickhouse/run-store.ts';
 import type { ClickHouseStore } from '../clickhouse/store.ts';
-import { describeError, FatalError } from '../errors.ts';
+import { describeError } from '../errors.ts';
+import { listen } from '../http-listener.ts';
 import type { Logger } from '../log.ts';
 import { describeParams } from '../params-cli.ts';
 import { listPipelineNames, loadPipeline, PipelineLoadError, pipelinesDir } from '../pipeline-loader.ts';
@@ -81,30 +81,13 @@ export async function serveAdmin(options: AdminServerOptions): Promise<AdminServ
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => reject(new FatalError(`cannot serve the admin API on ${options.host}:${options.port}: ${err.code ?? err.message}`, {
-      hint: err.code === 'EADDRINUSE' ? 'another process listens there: choose another --admin-port (0 = any free port)' : 'check --admin-host and --admin-port',
-    }));
-    server.once('error', onError);
-    server.listen(options.port, options.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
+  return listen(server, {
+    host: options.host,
+    port: options.port,
+    what: 'the admin API',
+    portHint: 'choose another --admin-port',
+    hostHint: 'check --admin-host and --admin-port',
   });
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    url: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`,
-    close: () => {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
 }
 
 class AdminApi {

@@ -12,10 +12,10 @@
  *   store.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import { describeError, FatalError } from '../errors.ts';
+import { describeError } from '../errors.ts';
+import { listen } from '../http-listener.ts';
 import { readOnlyStatement, ReadOnlyViolation } from './read-only-sql.ts';
 
 export interface HealthReport {
@@ -47,32 +47,13 @@ export async function serveDaemonHttp(options: DaemonHttpOptions): Promise<Daemo
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(new FatalError(`cannot serve the daemon's HTTP endpoints on ${options.host}:${options.port}: ${err.code ?? err.message}`, {
-        hint: err.code === 'EADDRINUSE' ? 'another process listens there: set http.port (or SLUICE_DAEMON_HTTP_PORT; 0 = any free port)' : 'check http.host and http.port',
-      }));
-    };
-    server.once('error', onError);
-    server.listen(options.port, options.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
+  return listen(server, {
+    host: options.host,
+    port: options.port,
+    what: "the daemon's HTTP endpoints",
+    portHint: 'set http.port (or SLUICE_DAEMON_HTTP_PORT)',
+    hostHint: 'check http.host and http.port',
   });
-  const port = (server.address() as AddressInfo).port;
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  let closing: Promise<void> | undefined;
-  return {
-    port,
-    url: `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`,
-    close: () => {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
-    },
-  };
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, options: DaemonHttpOptions): Promise<void> {
