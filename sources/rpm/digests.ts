@@ -56,9 +56,9 @@ const WORKER_ALGORITHMS = ['sha1', 'sha256', 'blake2b512'] as const;
 const DIGEST_BYTES = [20, 32, 64] as const;
 const RESULT_BYTES = 116;
 /** how many times the worker looks for a new job before it sleeps (some tens of microseconds) */
-const SPIN = Number(process.env.SLUICE_RPM_SPIN ?? 20000);
+const SPIN = 20_000;
 /** how many times a reader looks for its answer before it waits asynchronously (a few microseconds) */
-const MAIN_SPIN = Number(process.env.SLUICE_RPM_MAIN_SPIN ?? 2000);
+const MAIN_SPIN = 2_000;
 /** control words: jobs submitted, jobs done, worker asleep */
 const SUBMITTED = 0;
 const DONE = 1;
