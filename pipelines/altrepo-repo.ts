@@ -22,7 +22,7 @@
  *     headers parsed, md5/sha1/sha256/blake2b computed — checked against the list
  *     (MD5, `files/list` SHA-256, pkg_hash), and its rows emitted, the `package_hash`
  *     marker last. The sink writes the marker only after every other row of the package
- *     was acknowledged (sources/altrepo/table-records-sink.ts), so a package counts as
+ *     was acknowledged (sinks/clickhouse/table-records.ts), so a package counts as
  *     stored only when all its rows are written: a crash in between leaves it unmarked,
  *     and the next run loads it again in full (its rows collapse by key).
  *
@@ -43,7 +43,7 @@ import { readListedPackage, readPackageFile, readPackageFrom, ReadSlots } from '
 import { repoItems, type RepoItem } from '../sources/altrepo/repo-source.ts';
 import { StoredIds } from '../sources/altrepo/stored-ids.ts';
 import type { ListedPackage } from '../sources/altrepo/snapshot.ts';
-import { tableRecords, type TableRecord } from '../sources/altrepo/table-records-sink.ts';
+import { tableRecords, type TableRecord } from '../sinks/clickhouse/index.ts';
 import { PACKAGE_TABLES, packageHash, repositoryState } from '../sources/altrepo/tables.ts';
 import { pkgHash, type RpmPackage } from '../sources/rpm/index.ts';
 

@@ -20,7 +20,7 @@ import { seen } from '../operators/seen.ts';
 import { definePipeline } from '../runtime/pipeline.ts';
 import { packageRecords, pkgHashText } from '../sources/altrepo/package-rows.ts';
 import { readPackageFile, ReadSlots } from '../sources/altrepo/read-packages.ts';
-import { tableRecords, type TableRecord } from '../sources/altrepo/table-records-sink.ts';
+import { tableRecords, type TableRecord } from '../sinks/clickhouse/index.ts';
 import { PACKAGE_TABLES, packageHash, taskPackages, taskSubtasks, tasks } from '../sources/altrepo/tables.ts';
 import { taskItems, type TaskItem, type TaskPackageFile } from '../sources/altrepo/task.ts';
 import { pkgHash, type RpmPackage } from '../sources/rpm/index.ts';

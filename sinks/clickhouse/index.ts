@@ -9,3 +9,4 @@
  * ```
  */
 export { clickhouse, classifyInsertError, DEDUPLICATION_WINDOW, type ClickHouseSinkOptions } from './sink.ts';
+export { tableRecords, type TableRecord } from './table-records.ts';

@@ -1,7 +1,7 @@
 /**
  * A package read by the RPM reader, as the rows of the loaders' package tables: one
  * `packages` row, its files, dependencies and changelog, and last the `package_hash`
- * marker that says "every row of this package is written" (see table-records-sink.ts).
+ * marker that says "every row of this package is written" (see sinks/clickhouse/table-records.ts).
  *
  * Everything is built before anything is returned, so a header that turns out to be
  * malformed half-way (a file list whose arrays disagree) fails the package as a whole:
@@ -14,7 +14,7 @@
  * ```
  */
 import { pkgHash, type DependencyKind, type RpmPackage } from '../rpm/index.ts';
-import type { TableRecord } from './table-records-sink.ts';
+import type { TableRecord } from '../../sinks/clickhouse/table-records.ts';
 import type { DependKind, PACKAGE_TABLES, PackageRow, RepositoryStateRow } from './tables.ts';
 
 /** A record for one of the package tables. */

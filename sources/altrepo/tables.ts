@@ -12,7 +12,7 @@
  * `package_hash` is the "package fully loaded" marker, like the old database's
  * PackageHash: one row per package file (md5, sha1, sha256, blake2b → pkg_hash), written
  * only after every other row of the package was acknowledged by the store (see
- * `tableRecords` in table-records-sink.ts). The loaders' `seen` lookups go to it, keyed
+ * `tableRecords` in sinks/clickhouse/table-records.ts). The loaders' `seen` lookups go to it, keyed
  * by `md5`: a package whose marker exists is never loaded again, and one whose marker is
  * missing (a crash between its rows and its marker) is loaded again in full.
  *

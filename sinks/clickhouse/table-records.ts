@@ -39,7 +39,7 @@ import type { RunContext } from '../../runtime/context.ts';
 import { classifyError } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { Sink, SinkWriteContext } from '../../runtime/pipeline.ts';
-import { clickhouse } from '../../sinks/clickhouse/index.ts';
+import { clickhouse } from './sink.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type TableSet = Readonly<Record<string, TableDefinition<any>>>;
