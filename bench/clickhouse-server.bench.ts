@@ -26,21 +26,16 @@
  * gzip; the CLI opens it with the default, gzip on).
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { mergeMap } from 'rxjs';
-import { z } from 'zod';
 import { openServerStore } from '../runtime/clickhouse/server-store.ts';
 import { quoteIdentifier } from '../runtime/clickhouse/store.ts';
-import { createTableSql, defineTable, type RowOf } from '../runtime/clickhouse/table.ts';
-import { createLogger } from '../runtime/log.ts';
-import { definePipeline, item } from '../runtime/pipeline.ts';
-import { runPipeline } from '../runtime/runner.ts';
-import { clickhouse } from '../sinks/clickhouse/index.ts';
+import { createTableSql } from '../runtime/clickhouse/table.ts';
+import { checkTable, sluiceLoad, tableOf, writeRowsFile } from './clickhouse-rows.ts';
 import { fail, note, peakRssMb, report, round } from './report.ts';
 
 const BENCH = 'clickhouse-server';
@@ -69,39 +64,7 @@ function serviceEnv(name: string): string {
   return m[1]!.trim();
 }
 
-const tableOf = (name: string) =>
-  defineTable(name, {
-    columns: { id: 'UInt64', name: 'String', version: 'String', size: 'UInt64', sha256: 'String', ts: 'DateTime' },
-    orderBy: ['id'],
-  });
-type Row = RowOf<ReturnType<typeof tableOf>>;
 
-const T0 = 1_700_000_000;
-function row(i: number): Row {
-  return {
-    id: i,
-    name: `package-${i}`,
-    version: `1.${i % 100}.${i % 7}`,
-    size: (i * 37) % 1_000_003,
-    sha256: ((i * 2654435761) % 4294967296).toString(16).padStart(64, '0'),
-    ts: new Date((T0 + i) * 1000),
-  };
-}
-
-async function writeFile(file: string): Promise<void> {
-  const out = createWriteStream(file);
-  let text = '';
-  for (let i = 0; i < ROWS; i++) {
-    const r = row(i);
-    text += JSON.stringify({ ...r, ts: T0 + i }) + '\n';
-    if (text.length > 1 << 20) {
-      if (!out.write(text)) await once(out, 'drain');
-      text = '';
-    }
-  }
-  out.end(text);
-  await once(out, 'close');
-}
 
 const url = serviceEnv('SLUICE_TEST_CLICKHOUSE_URL');
 const nativePort = serviceEnv('SLUICE_TEST_CLICKHOUSE_NATIVE_PORT');
@@ -125,41 +88,7 @@ async function clickhouseClient(table: string): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
-async function sluice(table: string): Promise<number> {
-  const def = tableOf(table);
-  const pipeline = definePipeline({
-    name: BENCH,
-    description: 'bench: 1M rows into ClickHouse',
-    params: z.object({}),
-    source: function* () {
-      for (let first = 0; first < ROWS; first += PAGE) {
-        const page: Row[] = [];
-        for (let i = first; i < Math.min(ROWS, first + PAGE); i++) page.push(row(i));
-        yield item(`page-${first}`, page);
-      }
-    },
-    transform: () => mergeMap((page: Row[]) => page),
-    syncTransform: true,
-    sinks: () => [clickhouse(def, MAX_ROWS ? { maxRows: MAX_ROWS } : {})],
-    // items are pages of 1000 rows: 100 in flight is two of the sink's 50 000-row batches
-    maxInFlight: IN_FLIGHT,
-  });
-  const stateDir = path.join(tmp, 'state');
-  const t0 = performance.now();
-  const run = await runPipeline({ pipeline, stateDir, log: createLogger({ level: 'warn' }), openStore: async () => store, keepStoreOpen: true });
-  const seconds = (performance.now() - t0) / 1000;
-  if (run.status !== 'succeeded') fail(BENCH, `sluice run ${run.status}: ${run.errors.map((e) => e.message).join('; ')}`);
-  return seconds;
-}
 
-async function check(table: string): Promise<string> {
-  const rows = await store.query<{ n: string; s: string; t: string }>(
-    `SELECT count() AS n, sum(size) AS s, sum(toUInt64(ts)) AS t FROM ${quoteIdentifier(database)}.${quoteIdentifier(table)}`,
-  );
-  const r = rows[0]!;
-  if (Number(r.n) !== ROWS) fail(BENCH, `${table} has ${r.n} rows, not ${ROWS}`);
-  return `${r.s}/${r.t}`;
-}
 
 try {
   note(`${BENCH}: ${ROWS} rows × 6 columns into ClickHouse ${version} at ${url} (native port ${nativePort}); best of ${REPEAT}`);
@@ -172,13 +101,13 @@ try {
     for (const who of ['sluice', 'client'] as const) {
       const table = `${who}_${r}`;
       if (who === 'client' && r === 0) {
-        await writeFile(file);
+        await writeRowsFile(file, ROWS);
         note(`${BENCH}: wrote ${file} (${((await fs.stat(file)).size / 1e6).toFixed(1)} MB)`);
       }
       await store.command(createTableSql(tableOf(table), database, features));
-      const seconds = who === 'client' ? await clickhouseClient(table) : await sluice(table);
+      const seconds = who === 'client' ? await clickhouseClient(table) : await sluiceLoad({ bench: BENCH, store, table, rows: ROWS, page: PAGE, maxInFlight: IN_FLIGHT, maxRows: MAX_ROWS, stateDir: path.join(tmp, 'state') });
       if (who === 'sluice' && r === 0) sluicePeakMb = peakRssMb();
-      const got = await check(table);
+      const got = await checkTable(BENCH, store, database, table, ROWS);
       if (sums !== undefined && got !== sums) fail(BENCH, `${table} holds other values than the first table (${got} vs ${sums})`);
       sums = got;
       note(`${BENCH}: ${who} run ${r + 1}: ${seconds.toFixed(2)} s, ${Math.round(ROWS / seconds)} rows/s`);
