@@ -48,10 +48,11 @@ export class AmqpPublisher {
   /** Publish and wait for the broker's confirm; see the file comment for the errors. */
   async publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions = {}, signal?: AbortSignal): Promise<void> {
     if (this.closed) throw new PermanentError('the publisher is closed');
-    await this.connection.waitConnected(signal);
-    await this.connection.waitUnblocked(signal);
+    // the usual case (connected, not blocked, channel open) without a wait: each await is another turn of the event loop's microtask queue
+    if (!this.connection.connected) await this.connection.waitConnected(signal);
+    if (this.connection.blocked) await this.connection.waitUnblocked(signal);
     while (this.draining) await raceSignal(this.draining, signal);
-    const channel = await this.getChannel();
+    const channel = this.openChannel() ?? await this.getChannel();
     const properties: Options.Publish = { ...options };
     if (options.mandatory && !properties.messageId) properties.messageId = randomUUID();
     const id = properties.messageId as string | undefined;
@@ -94,6 +95,11 @@ export class AmqpPublisher {
     const ch = this.channel;
     this.channel = undefined;
     if (ch) await ch.close().catch(() => undefined);
+  }
+
+  /** the confirm channel on the current connection, if it is open */
+  private openChannel(): ConfirmChannel | undefined {
+    return this.channel && this.channelModel === this.connection.current()?.model ? this.channel : undefined;
   }
 
   private async getChannel(): Promise<ConfirmChannel> {

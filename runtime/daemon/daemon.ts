@@ -44,6 +44,7 @@
 import os from 'node:os';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import type { Registry } from 'prom-client';
+import type { z } from 'zod';
 import { backoffDelay, delayFor } from '../backoff.ts';
 import type { ClickHouseStore } from '../clickhouse/store.ts';
 import { migrate } from '../clickhouse/migrate.ts';
@@ -147,6 +148,7 @@ export class Daemon {
   private readonly consumer: AmqpConsumer;
   private readonly notifier?: Notifier;
   private readonly pipelines = new Map<string, AnyPipeline>();
+  private readonly strictSchemas = new WeakMap<AnyPipeline, z.ZodType>();
   private readonly running = new Set<Running>();
   private readonly handling = new Set<Promise<void>>();
   private readonly identity = `${os.hostname()}:${process.pid}`;
@@ -365,15 +367,31 @@ export class Daemon {
     if (widening.length) {
       throw new InvalidTrigger('permission-widening', `a message cannot grant permissions (params ${widening.map((k) => `"${k}"`).join(', ')}); permissions come from the pipeline and the daemon's config`);
     }
-    try {
-      parseParams(pipeline.params, params);
-    } catch (err) {
-      if (err instanceof ParamsError) throw new InvalidTrigger('invalid-params', `${pipelineName}: ${err.message}`);
-      throw err;
+    if (!this.strictParams(pipeline).safeParse(params ?? {}).success) {
+      // the slow path, for the message: parseParams names the param
+      try {
+        parseParams(pipeline.params, params);
+      } catch (err) {
+        if (err instanceof ParamsError) throw new InvalidTrigger('invalid-params', `${pipelineName}: ${err.message}`);
+        throw err;
+      }
     }
     const asked = headers['x-sluice-trigger'];
     const trigger: Trigger = !route && (asked === 'schedule' || asked === 'api') ? asked : 'amqp';
     return { pipeline, params, id, attempt, exchange, routingKey, route, trigger };
+  }
+
+  /**
+   * The pipeline's params schema in strict mode (what `parseParams` checks against),
+   * built once per pipeline: building it (and zod compiling its fast path on first use)
+   * cost ~0.3 ms per message, on the path between the delivery and the run.
+   */
+  private strictParams(pipeline: AnyPipeline): z.ZodType {
+    const cached = this.strictSchemas.get(pipeline);
+    if (cached) return cached;
+    const schema: z.ZodType = pipeline.params.strict();
+    this.strictSchemas.set(pipeline, schema);
+    return schema;
   }
 
   private async pipeline(name: string): Promise<AnyPipeline> {
@@ -645,15 +663,19 @@ export class Daemon {
   private async reply(msg: ConsumeMessage, reply: TriggerReply): Promise<void> {
     const to = msg.properties.replyTo as string | undefined;
     if (!to) return;
-    const cleaned = JSON.parse(JSON.stringify(reply)) as TriggerReply;
+    // give up after 30 s; a timer cleared when the confirm comes (an AbortSignal.timeout would fire 30 s later, for every reply)
+    const giveUp = new AbortController();
+    const timer = setTimeout(() => giveUp.abort(new Error('no confirm from the broker within 30 s')), 30_000).unref();
     try {
-      await this.publisher.publish('', to, Buffer.from(JSON.stringify(cleaned)), {
+      await this.publisher.publish('', to, Buffer.from(JSON.stringify(reply)), {
         correlationId: (msg.properties.correlationId as string | undefined) ?? (msg.properties.messageId as string | undefined),
         contentType: 'application/json',
         appId: 'sluice',
-      }, AbortSignal.timeout(30_000));
+      }, giveUp.signal);
     } catch (err) {
       this.log.warn(`cannot send the result to reply_to ${to}: ${describeError(err)}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
