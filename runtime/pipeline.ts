@@ -72,6 +72,15 @@ export interface BatchPolicy {
    * batch is not safe
    */
   isolateFailures?: boolean;
+  /**
+   * the form the runner keeps a record in until it is written, made once as the record
+   * joins the sink's queue; `write`, `sizeOf` and batch splitting then see these values,
+   * not the records. For sinks whose wire form is small and flat (a line of text): the
+   * record itself can be collected at once instead of living until its batch is written.
+   */
+  encode?: (record: never) => unknown;
+  /** an encoded value back as a record, for dead letters (default: the encoded value as it is) */
+  decode?: (encoded: never) => unknown;
 }
 
 export interface SinkWriteContext {

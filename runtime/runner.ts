@@ -90,12 +90,25 @@ class Ticket {
   subscription?: Subscription;
   /** set for the items whose latency is sampled for the histogram (1 in LATENCY_SAMPLE) */
   startedAt = -1;
-  constructor(readonly item: Item<unknown>) {}
+  constructor(public item: Item<unknown>) {}
+
+  /**
+   * Let go of the item's data once it is transformed: only its identity and its ack and
+   * nack are needed until it settles, and the data (a page of rows, a file's contents)
+   * would otherwise live as long as the slowest batch holding one of its records,
+   * which makes the garbage collector copy and keep it (measured: 1M rows in pages of
+   * 1000 cost twice the CPU when the pages were held).
+   */
+  releaseData(): void {
+    const item = this.item;
+    if (item instanceof PlainItem) item.data = undefined;
+    else this.item = { id: item.id, data: undefined, bytes: item.bytes, ack: item.ack, nack: item.nack };
+  }
 }
 
 /** A source value without an identity: its id (`#<n>`) is made only when something asks. */
 class PlainItem implements Item<unknown> {
-  constructor(readonly data: unknown, private readonly sequence: number) {}
+  constructor(public data: unknown, private readonly sequence: number) {}
   get id(): string {
     return `#${this.sequence}`;
   }
@@ -302,8 +315,9 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
         noteError(err, sink.name, undefined, 'transient');
         log.warn(`sink ${sink.name}: ${describeError(err)}; retry ${attempt} in ${Math.round(delayMs)} ms`);
       },
-      onFailed: (err, records, tickets) => {
-        for (let i = 0; i < records.length; i++) failItem(tickets[i]!, err, sink.name, records[i]);
+      onFailed: (err, records, tickets, encoded = true) => {
+        const decode = encoded ? sink.batch?.decode as ((encoded: unknown) => unknown) | undefined : undefined;
+        for (let i = 0; i < records.length; i++) failItem(tickets[i]!, err, sink.name, decode ? decode(records[i]) : records[i]);
         metrics.discarded(sink.name, 'sink', records.length, classifyError(err));
       },
       settle,
@@ -344,6 +358,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
     const transformDone = (ticket: Ticket) => {
       if (ticket.records === 0) filtered++;
       ticket.transformDone = true;
+      ticket.releaseData();
       if (pullerBlocked) scheduleFlush();
       settle(ticket);
     };
@@ -395,6 +410,7 @@ export async function runPipeline(options: RunOptions): Promise<RunRecord> {
       if (!transform) {
         emit(ticket, data);
         ticket.transformDone = true;
+        ticket.releaseData();
         settle(ticket);
         return;
       }
@@ -576,7 +592,8 @@ interface LaneHooks {
   retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
   onAccepted: (records: number, bytes: number) => void;
   onRetry: (err: unknown, attempt: number, delayMs: number) => void;
-  onFailed: (err: unknown, records: unknown[], tickets: Ticket[]) => void;
+  /** `encoded`: the records are what the sink's encode made of them (default true) */
+  onFailed: (err: unknown, records: unknown[], tickets: Ticket[], encoded?: boolean) => void;
   settle: (ticket: Ticket) => void;
 }
 
@@ -596,18 +613,31 @@ class SinkLane<R> {
   private readonly maxBytes: number;
   private readonly maxDelayMs: number;
   private readonly sizeOf?: (record: R) => number;
+  private readonly encode?: (record: R) => R;
 
   constructor(private readonly sink: Sink<R>, private readonly hooks: LaneHooks) {
     const policy = sink.batch ?? {};
     this.maxRecords = policy.maxRecords ?? DEFAULT_BATCH.maxRecords;
     this.maxBytes = policy.maxBytes ?? Infinity;
     this.maxDelayMs = policy.maxDelayMs ?? DEFAULT_BATCH.maxDelayMs;
+    // the lane holds (and sizes, writes and splits) what encode makes of a record
+    this.encode = policy.encode as ((record: R) => R) | undefined;
     this.sizeOf = policy.maxBytes !== undefined
       ? (policy.sizeOf as ((r: R) => number) | undefined) ?? ((r: R) => Buffer.byteLength(JSON.stringify(r) ?? ''))
       : undefined;
   }
 
-  push(record: R, ticket: Ticket): void {
+  push(value: R, ticket: Ticket): void {
+    let record = value;
+    if (this.encode) {
+      try {
+        record = this.encode(value);
+      } catch (err) {
+        // a record the sink cannot take fails alone, like a record its write rejected
+        this.hooks.onFailed(err, [value], [ticket], false);
+        return;
+      }
+    }
     this.records.push(record);
     this.tickets.push(ticket);
     ticket.pending++;

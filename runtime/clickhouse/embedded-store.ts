@@ -45,6 +45,7 @@ import {
   splitTableName,
   type ClickHouseStore,
   type ColumnTypes,
+  type EncodedRows,
   type InsertOptions,
   type InsertRows,
   type ServerVersion,
@@ -179,10 +180,31 @@ export class EmbeddedStore implements ClickHouseStore {
 
   async insert(table: string, rows: InsertRows, options: InsertOptions = {}): Promise<void> {
     const { database, table: name } = splitTableName(table, this.database);
+    const chunks = jsonEachRowChunks(rows, {
+      columns: options.columns,
+      signal: options.signal,
+      columnTypes: () => this.columnTypes(database, name),
+    });
+    await this.load(database, name, 'JSONEachRow', chunks, options);
+  }
+
+  async insertEncoded(table: string, rows: EncodedRows, options: InsertOptions = {}): Promise<void> {
+    const { database, table: name } = splitTableName(table, this.database);
+    await this.load(database, name, rows.format, rows.chunks, options);
+  }
+
+  /** Spool `chunks` to a file and load it with INSERT … FROM INFILE, every `insertFileBytes` and at the end. */
+  private async load(
+    database: string,
+    name: string,
+    format: EncodedRows['format'],
+    chunks: AsyncIterable<Buffer> | Iterable<Buffer>,
+    options: InsertOptions,
+  ): Promise<void> {
     const target = `${quoteIdentifier(database)}.${quoteIdentifier(name)}`;
     const what = `insert into ${database}.${name}`;
     const columns = options.columns?.length ? ` (${options.columns.map(quoteIdentifier).join(', ')})` : '';
-    const file = path.join(this.tmpDir, `${randomUUID()}.ndjson`);
+    const file = path.join(this.tmpDir, `${randomUUID()}.${format === 'JSONEachRow' ? 'ndjson' : 'tsv'}`);
     let part = 0;
     const load = () => {
       const settings: Record<string, string | number> = { input_format_skip_unknown_fields: 0, ...options.settings };
@@ -196,7 +218,7 @@ export class EmbeddedStore implements ClickHouseStore {
         .map(([k, v]) => `${quoteIdentifier(k)} = ${typeof v === 'number' ? v : quoteString(v)}`)
         .join(', ');
       return this.exclusive(() =>
-        this.run(`INSERT INTO ${target}${columns} FROM INFILE ${quoteString(file)} SETTINGS ${settingsSql} FORMAT JSONEachRow`, 'TSV', what),
+        this.run(`INSERT INTO ${target}${columns} FROM INFILE ${quoteString(file)} SETTINGS ${settingsSql} FORMAT ${format}`, 'TSV', what),
       );
     };
     let out: fsp.FileHandle | undefined;
@@ -210,12 +232,7 @@ export class EmbeddedStore implements ClickHouseStore {
       written = 0;
     };
     try {
-      const chunks = jsonEachRowChunks(rows, {
-        columns: options.columns,
-        signal: options.signal,
-        columnTypes: () => this.columnTypes(database, name),
-      });
-      for await (const chunk of chunks) {
+      const write = async (chunk: Buffer) => {
         if (!out) {
           await fsp.mkdir(this.tmpDir, { recursive: true });
           out = await fsp.open(file, 'w');
@@ -223,7 +240,9 @@ export class EmbeddedStore implements ClickHouseStore {
         for (let offset = 0; offset < chunk.length; ) offset += (await out.write(chunk, offset)).bytesWritten;
         written += chunk.length;
         if (written >= this.insertFileBytes) await finish();
-      }
+      };
+      if (Symbol.asyncIterator in chunks) for await (const chunk of chunks) await write(chunk);
+      else for (const chunk of chunks) await write(chunk);
       await finish();
     } catch (err) {
       await out?.close().catch(() => undefined);

@@ -44,6 +44,7 @@ import {
   splitTableName,
   type ClickHouseStore,
   type ColumnTypes,
+  type EncodedRows,
   type InsertOptions,
   type InsertRows,
   type ServerVersion,
@@ -150,22 +151,39 @@ export class ServerStore implements ClickHouseStore {
 
   async insert(table: string, rows: InsertRows, options: InsertOptions = {}): Promise<void> {
     const { database, table: name } = splitTableName(table, this.database);
-    const what = `insert into ${database}.${name}`;
-    const columns = options.columns?.length ? ` (${options.columns.map(quoteIdentifier).join(', ')})` : '';
     const chunks = jsonEachRowChunks(rows, {
       columns: options.columns,
       signal: options.signal,
       columnTypes: () => this.columnTypes(database, name),
     });
+    await this.send(database, name, 'JSONEachRow', chunks, options);
+  }
+
+  async insertEncoded(table: string, rows: EncodedRows, options: InsertOptions = {}): Promise<void> {
+    const { database, table: name } = splitTableName(table, this.database);
+    await this.send(database, name, rows.format, rows.chunks, options);
+  }
+
+  /** One INSERT whose body is `chunks`, streamed as they come (an encoder pulled by the request). */
+  private async send(
+    database: string,
+    name: string,
+    format: EncodedRows['format'],
+    chunks: AsyncIterable<Buffer> | Iterable<Buffer>,
+    options: InsertOptions,
+  ): Promise<void> {
+    const what = `insert into ${database}.${name}`;
+    const columns = options.columns?.length ? ` (${options.columns.map(quoteIdentifier).join(', ')})` : '';
+    const iterator = Symbol.asyncIterator in chunks ? chunks[Symbol.asyncIterator]() : chunks[Symbol.iterator]();
     // an empty insert sends nothing; otherwise the body starts with the chunk already read
-    const first = await chunks.next().catch((err: unknown) => Promise.reject(this.rowError(err, what)));
+    const first = await Promise.resolve(iterator.next()).catch((err: unknown) => Promise.reject(this.rowError(err, what)));
     if (first.done) return;
     let sourceError: unknown;
     const body = Readable.from(
       (async function* () {
         try {
           yield first.value;
-          yield* chunks;
+          for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
         } catch (err) {
           sourceError = err;
           throw err;
@@ -174,7 +192,7 @@ export class ServerStore implements ClickHouseStore {
       { objectMode: false },
     );
     try {
-      await this.exec(`INSERT INTO ${quoteIdentifier(database)}.${quoteIdentifier(name)}${columns} FORMAT JSONEachRow`, {
+      await this.exec(`INSERT INTO ${quoteIdentifier(database)}.${quoteIdentifier(name)}${columns} FORMAT ${format}`, {
         settings: { input_format_skip_unknown_fields: 0, ...options.settings },
         values: body,
         signal: options.signal,

@@ -46,6 +46,12 @@ export interface InsertOptions {
   signal?: AbortSignal;
 }
 
+/** Rows already encoded by the caller (see tab-separated.ts), in chunks that end at row boundaries. */
+export interface EncodedRows {
+  format: 'TabSeparated' | 'JSONEachRow';
+  chunks: readonly Buffer[];
+}
+
 export interface ClickHouseStore {
   readonly kind: 'embedded' | 'server';
   /** for messages: "embedded ClickHouse at /path/.sluice/clickhouse" or "ClickHouse server http://…" */
@@ -62,6 +68,12 @@ export interface ClickHouseStore {
   queryText(sql: string, format: string): Promise<string>;
   /** rows streamed as JSONEachRow (never one giant string); rejects with a classified error */
   insert(table: string, rows: InsertRows, options?: InsertOptions): Promise<void>;
+  /**
+   * rows the caller encoded, with `options.columns` as the INSERT's column list (the
+   * order of the values in each row); the same errors as `insert`. Optional: a store
+   * without it (a read-only one, a test double) gets `insert`.
+   */
+  insertEncoded?(table: string, rows: EncodedRows, options?: InsertOptions): Promise<void>;
   close(): Promise<void>;
 }
 

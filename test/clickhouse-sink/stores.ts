@@ -10,7 +10,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openEmbeddedStore } from '../../runtime/clickhouse/embedded-store.ts';
 import { openServerStore } from '../../runtime/clickhouse/server-store.ts';
-import type { ClickHouseStore, InsertOptions, InsertRows } from '../../runtime/clickhouse/store.ts';
+import type { ClickHouseStore, EncodedRows, InsertOptions, InsertRows } from '../../runtime/clickhouse/store.ts';
 import { quoteIdentifier, quoteString } from '../../runtime/clickhouse/store.ts';
 import { createLogger } from '../../runtime/log.ts';
 
@@ -106,8 +106,10 @@ export class SpyStore implements ClickHouseStore {
   queries: string[] = [];
   inserts = 0;
   insertSettings: Record<string, string | number>[] = [];
-  /** rows per insert (when given as an array) */
+  /** rows per insert (when given as an array, or encoded) */
   insertSizes: number[] = [];
+  /** the format of each encoded insert */
+  insertFormats: string[] = [];
   /** called after a successful insert: throw from it to lose the answer */
   afterInsert?: (n: number) => void;
 
@@ -130,6 +132,14 @@ export class SpyStore implements ClickHouseStore {
     this.inserts++;
     this.afterInsert?.(this.inserts);
   }
+  async insertEncoded(table: string, rows: EncodedRows, options?: InsertOptions): Promise<void> {
+    this.insertSettings.push({ ...options?.settings });
+    this.insertFormats.push(rows.format);
+    this.insertSizes.push(rows.chunks.reduce((n, c) => n + countLines(c), 0));
+    await this.inner.insertEncoded!(table, rows, options);
+    this.inserts++;
+    this.afterInsert?.(this.inserts);
+  }
   close() { return this.inner.close(); }
 }
 
@@ -146,4 +156,10 @@ export async function optimizeFinal(store: ClickHouseStore, table: string, key: 
     if (c.rows === c.distinct || Date.now() > deadline) return c;
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+function countLines(chunk: Buffer): number {
+  let n = 0;
+  for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
+  return n;
 }

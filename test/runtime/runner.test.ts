@@ -186,6 +186,54 @@ describe('error policies', () => {
     expect(letter.error).toContain('Unknown column bogus');
   });
 
+  it("a sink's encode: the lane holds, sizes, writes and splits encoded values; dead letters get them decoded; a record encode refuses fails alone", async () => {
+    const state = await tempState();
+    const written: string[][] = [];
+    const sink: Sink<{ n: number }> = {
+      name: 'lines',
+      kind: 'memory',
+      batch: {
+        maxRecords: 4,
+        maxBytes: 1000,
+        maxDelayMs: 20,
+        encode: ((r: { n: number }) => {
+          if (r.n === 9) throw new PermanentError('nine cannot be encoded');
+          return `n=${r.n}`;
+        }) as (record: never) => unknown,
+        decode: ((line: string) => ({ n: Number(line.slice(2)), decoded: true })) as (encoded: never) => unknown,
+        sizeOf: ((line: string) => line.length) as (record: never) => number,
+      },
+      write: async (records) => {
+        const lines = records as unknown as string[];
+        if (lines.some((l) => typeof l !== 'string')) throw new FatalError('not encoded');
+        if (lines.includes('n=5')) throw new PermanentError('five is rejected');
+        written.push([...lines]);
+      },
+    };
+    const pipeline = definePipeline({
+      name: 'encoded-sink',
+      description: 'test',
+      params: z.object({}),
+      onError: 'dead-letter',
+      source: () => Array.from({ length: 12 }, (_, n) => item(`row-${n}`, { n })),
+      sinks: () => [sink],
+    });
+    const record = await runPipeline({ pipeline, stateDir: state, log: quiet });
+    expect(record.status).toBe('succeeded');
+    expect(written.flat().sort()).toEqual(['n=0', 'n=1', 'n=10', 'n=11', 'n=2', 'n=3', 'n=4', 'n=6', 'n=7', 'n=8']);
+    expect(Math.max(...written.map((b) => b.length))).toBeLessThanOrEqual(4);
+    const letters = (await readFile(path.join(state, 'dead-letter', 'encoded-sink', `${record.id}.jsonl`), 'utf8'))
+      .trim().split('\n').map((l) => JSON.parse(l)).sort((a, b) => a.item.localeCompare(b.item));
+    expect(letters).toHaveLength(2);
+    // rejected by write: the held line, decoded
+    expect(letters[0]).toMatchObject({ item: 'row-5', component: 'lines', record: { n: 5, decoded: true } });
+    expect(letters[0].error).toContain('five is rejected');
+    // refused by encode: the record as it came
+    expect(letters[1]).toMatchObject({ item: 'row-9', component: 'lines', record: { n: 9 } });
+    expect(letters[1].record.decoded).toBeUndefined();
+    expect(letters[1].error).toContain('nine cannot be encoded');
+  });
+
   it('fail: the run fails, names the item, and stops pulling', async () => {
     const sink = memorySink<{ n: number }>('s');
     const record = await runPipeline({ pipeline: failingPipeline('fail', sink.sink), maxInFlight: 1, stateDir: await tempState(), log: quiet });
