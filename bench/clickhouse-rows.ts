@@ -93,6 +93,23 @@ export async function sluiceLoad(o: SluiceLoad): Promise<number> {
   return seconds;
 }
 
+/**
+ * Seconds the source alone takes to make the rows (pages built and dropped, no
+ * pipeline): part of sluice's time in the comparison (clickhouse-client and chDB read
+ * rows made before the clock starts), reported beside it so the sink's own share shows.
+ */
+export function sourceSeconds(rows: number, page: number): number {
+  const t0 = performance.now();
+  let sink = 0;
+  for (let first = 0; first < rows; first += page) {
+    const made: Row[] = [];
+    for (let i = first; i < Math.min(rows, first + page); i++) made.push(row(i));
+    sink += made.length;
+  }
+  if (sink !== rows) throw new Error('source made the wrong number of rows');
+  return (performance.now() - t0) / 1000;
+}
+
 /** Fails the bench unless `table` holds every row; returns sums to compare tables by. */
 export async function checkTable(bench: string, store: ClickHouseStore, database: string, table: string, rows: number): Promise<string> {
   const found = await store.query<{ n: string; s: string; t: string }>(
