@@ -227,30 +227,21 @@ function text(value: unknown, nullable: boolean, _column: string): string {
 }
 
 function integer(value: unknown, nullable: boolean, _column: string): string {
-  switch (typeof value) {
-    case 'number':
-      // a fraction or NaN in an integer column is the server's to reject, as on the JSON path
-      if (Number.isFinite(value)) return '' + value;
-      throw NOT_TABULAR;
-    case 'bigint':
-      return value.toString();
-    case 'boolean':
-      return value ? '1' : '0';
-    case 'string':
-      if (PLAIN_INTEGER.test(value)) return value;
-      throw NOT_TABULAR;
-    default:
-      if (value === null || value === undefined) return missing(value, nullable);
-      throw NOT_TABULAR;
-  }
+  // a fraction in an integer column is the server's to reject, as on the JSON path
+  return typeof value === 'boolean' ? (value ? '1' : '0') : number(value, nullable, PLAIN_INTEGER);
 }
 
-function float(value: unknown, nullable: boolean, column: string): string {
-  if (typeof value === 'number') return Number.isFinite(value) ? '' + value : Number.isNaN(value) ? 'nan' : value > 0 ? 'inf' : '-inf';
-  return decimal(value, nullable, column);
+function float(value: unknown, nullable: boolean, _column: string): string {
+  if (typeof value === 'number' && !Number.isFinite(value)) return Number.isNaN(value) ? 'nan' : value > 0 ? 'inf' : '-inf';
+  return number(value, nullable, PLAIN_NUMBER);
 }
 
 function decimal(value: unknown, nullable: boolean, _column: string): string {
+  return number(value, nullable, PLAIN_NUMBER);
+}
+
+/** a finite number, a bigint, or text that is a plain number of the column's kind */
+function number(value: unknown, nullable: boolean, plain: RegExp): string {
   switch (typeof value) {
     case 'number':
       if (Number.isFinite(value)) return '' + value;
@@ -258,7 +249,7 @@ function decimal(value: unknown, nullable: boolean, _column: string): string {
     case 'bigint':
       return value.toString();
     case 'string':
-      if (PLAIN_NUMBER.test(value)) return value;
+      if (plain.test(value)) return value;
       throw NOT_TABULAR;
     default:
       if (value === null || value === undefined) return missing(value, nullable);
